@@ -1,0 +1,126 @@
+/* Private structures shared by the HTTP server's connection code (http_server.c) and its
+ * response code (http_response.c). */
+#ifndef TETHER_HTTP_INTERNAL_H
+#define TETHER_HTTP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <http_parser.h>
+
+#include "http_server.h"
+#include "log.h"
+#include "metrics.h"
+
+struct bufferevent;
+struct event;
+
+struct http_route_entry {
+	struct http_route r;
+	size_t prefix_len;
+	struct metric_series *duration;
+};
+
+struct http_conn;
+
+struct http_server {
+	struct event_base *base;
+	struct metrics *metrics;
+	char *name;
+	struct log_src log;
+	struct http_server_limits lim;
+	struct http_route_entry *routes; /* longest prefix first */
+	size_t nroutes;
+	struct http_conn *conns;
+	size_t nconns;
+	uint64_t next_conn_id;
+	uint64_t rng[2];
+	struct http_conn *dead;     /* closed during callbacks; freed by reap_ev */
+	struct event *reap_ev;
+	bool draining;
+	void (*drain_done)(void *arg);
+	void *drain_arg;
+	struct event *drain_ev;
+	struct metric *m_requests;
+	struct metric *m_duration;
+	struct metric_series *m_conns, *m_conns_total;
+	struct metric_series *m_err_bad_request, *m_err_header, *m_err_body, *m_err_timeout, *m_err_conns;
+	struct http_route_entry notfound; /* metrics for unknown routes */
+};
+
+struct http_header {
+	char *name;
+	char *value;
+};
+
+struct http_request {
+	struct http_conn *conn;
+	char method[16];
+	char *target;
+	char *path;
+	const char *query;
+	struct http_header *headers;
+	size_t nheaders, capheaders;
+	int64_t content_length;
+	bool head_method;
+	bool body_done;
+	bool body_paused;
+	uint64_t body_received;
+	struct evbuffer *body;
+	struct http_route_entry *route;
+	char id[132];
+	struct timespec start;
+	http_body_fn on_body;
+	http_event_fn on_end, on_abort, on_drain;
+	void *body_arg, *abort_arg, *drain_arg;
+	/* response */
+	int status;
+	struct evbuffer *resp_headers;
+	bool resp_started, resp_ended, resp_chunked;
+	int64_t resp_length;
+	uint64_t resp_written;
+	bool in_handler;
+	bool recorded;
+};
+
+enum http_conn_state {
+	HTTP_CONN_IDLE,   /* waiting for a request's first byte (idle timer) */
+	HTTP_CONN_HEAD,   /* reading a request head (header timer) */
+	HTTP_CONN_ACTIVE, /* a request is being served */
+	HTTP_CONN_CLOSING /* flushing output, then closed */
+};
+
+struct http_conn {
+	struct http_conn *next, *prev;
+	struct http_server *srv;
+	struct bufferevent *bev;
+	uint64_t id;
+	char peer[64];
+	struct log_src log;
+	http_parser parser;
+	enum http_conn_state state;
+	struct http_request *req;
+	struct http_request *spare; /* recycled request struct */
+	struct event *timer;
+	struct event *resume_ev; /* parse buffered input after a response ends */
+	size_t head_bytes;
+	bool last_was_value; /* header callbacks: value seen since the last field */
+	bool head_overflow;
+	bool keep_alive;
+	bool parse_blocked; /* a request is complete and waits for its response */
+	bool read_blocked;  /* body back-pressure */
+	bool dead;
+};
+
+/* http_response.c */
+void http_response_write_head(struct http_request *r);
+void http_request_reset(struct http_request *r);
+void http_request_free(struct http_request *r);
+/* http_server.c */
+void http_conn_response_done(struct http_conn *c);
+void http_conn_close(struct http_conn *c);
+void http_conn_close_after_flush(struct http_conn *c);
+void http_server_record(struct http_server *s, struct http_request *r);
+
+#endif

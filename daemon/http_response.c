@@ -1,0 +1,383 @@
+/* HTTP requests as handlers see them and the responses they write: headers, known-length or
+ * chunked bodies, whole JSON answers, Google-shaped errors, and per-route metrics. */
+#include "http_internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+/* --- request lifecycle --- */
+
+void http_request_reset(struct http_request *r)
+{
+	for (size_t i = 0; i < r->nheaders; i++) {
+		free(r->headers[i].name);
+		free(r->headers[i].value);
+	}
+	r->nheaders = 0;
+	free(r->target);
+	free(r->path);
+	struct evbuffer *body = r->body, *rh = r->resp_headers;
+	struct http_header *headers = r->headers;
+	size_t cap = r->capheaders;
+	memset(r, 0, sizeof(*r));
+	r->headers = headers;
+	r->capheaders = cap;
+	r->body = body ? body : evbuffer_new();
+	r->resp_headers = rh ? rh : evbuffer_new();
+	evbuffer_drain(r->body, evbuffer_get_length(r->body));
+	evbuffer_drain(r->resp_headers, evbuffer_get_length(r->resp_headers));
+	r->query = "";
+	r->content_length = 0;
+}
+
+void http_request_free(struct http_request *r)
+{
+	http_request_reset(r);
+	free(r->headers);
+	evbuffer_free(r->body);
+	evbuffer_free(r->resp_headers);
+	free(r);
+}
+
+/* --- accessors --- */
+
+const char *http_request_method(const struct http_request *r)
+{
+	return r->method;
+}
+
+const char *http_request_target(const struct http_request *r)
+{
+	return r->target ? r->target : "/";
+}
+
+const char *http_request_path(const struct http_request *r)
+{
+	return r->path ? r->path : "/";
+}
+
+const char *http_request_query(const struct http_request *r)
+{
+	return r->query ? r->query : "";
+}
+
+const struct http_route *http_request_route(const struct http_request *r)
+{
+	return r->route ? &r->route->r : NULL;
+}
+
+const char *http_request_header(const struct http_request *r, const char *name)
+{
+	for (size_t i = 0; i < r->nheaders; i++)
+		if (r->headers[i].name && strcasecmp(r->headers[i].name, name) == 0)
+			return r->headers[i].value;
+	return NULL;
+}
+
+size_t http_request_header_count(const struct http_request *r)
+{
+	return r->nheaders;
+}
+
+void http_request_header_at(const struct http_request *r, size_t i, const char **name, const char **value)
+{
+	*name = r->headers[i].name;
+	*value = r->headers[i].value;
+}
+
+int64_t http_request_content_length(const struct http_request *r)
+{
+	return r->content_length;
+}
+
+const char *http_request_id(const struct http_request *r)
+{
+	return r->id;
+}
+
+const char *http_request_peer(const struct http_request *r)
+{
+	return r->conn->peer;
+}
+
+uint64_t http_request_conn_id(const struct http_request *r)
+{
+	return r->conn->id;
+}
+
+/* --- statuses --- */
+
+const char *http_status_reason(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 206: return "Partial Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 304: return "Not Modified";
+	case 307: return "Temporary Redirect";
+	case 308: return "Permanent Redirect";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 411: return "Length Required";
+	case 412: return "Precondition Failed";
+	case 413: return "Content Too Large";
+	case 416: return "Range Not Satisfiable";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 499: return "Client Closed Request";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return "Unknown";
+	}
+}
+
+const char *http_status_google(int status)
+{
+	switch (status) {
+	case 400: case 411: case 413: case 431: return "INVALID_ARGUMENT";
+	case 401: return "UNAUTHENTICATED";
+	case 403: return "PERMISSION_DENIED";
+	case 404: return "NOT_FOUND";
+	case 405: case 501: return "UNIMPLEMENTED";
+	case 408: case 504: return "DEADLINE_EXCEEDED";
+	case 409: return "ABORTED";
+	case 412: return "FAILED_PRECONDITION";
+	case 416: return "OUT_OF_RANGE";
+	case 429: return "RESOURCE_EXHAUSTED";
+	case 499: return "CANCELLED";
+	case 502: case 503: return "UNAVAILABLE";
+	default: return status >= 500 ? "INTERNAL" : status >= 400 ? "FAILED_PRECONDITION" : "OK";
+	}
+}
+
+/* --- responses --- */
+
+static bool http_hop_by_hop(const char *name)
+{
+	static const char *const hop[] = { "Connection", "Keep-Alive", "Transfer-Encoding", "TE", "Trailer", "Upgrade",
+					   "Proxy-Connection", "Date", "X-Request-Id", "Content-Length" };
+	for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+		if (strcasecmp(name, hop[i]) == 0)
+			return true;
+	return false;
+}
+
+void http_response_header(struct http_request *r, const char *name, const char *value)
+{
+	if (r->resp_started || http_hop_by_hop(name))
+		return;
+	/* no header splitting: CR/LF in a value would end the header block */
+	if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
+		return;
+	evbuffer_add_printf(r->resp_headers, "%s: %s\r\n", name, value);
+}
+
+void http_response_begin(struct http_request *r, int status, int64_t content_length)
+{
+	struct http_conn *c = r->conn;
+	if (r->resp_started || c->dead)
+		return;
+	r->resp_started = true;
+	r->status = status;
+	r->resp_length = content_length;
+	bool http11 = c->parser.http_major == 1 && c->parser.http_minor >= 1;
+	if (content_length < 0) {
+		if (http11)
+			r->resp_chunked = true;
+		else
+			c->keep_alive = false; /* HTTP/1.0: the end of the body is the end of the connection */
+	}
+	if (c->srv->draining)
+		c->keep_alive = false;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	char date[64];
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\nDate: %s\r\nX-Request-Id: %s\r\n", http11 ? 1 : 0, status,
+			    http_status_reason(status), date, r->id);
+	evbuffer_add_buffer(out, r->resp_headers);
+	if (r->resp_chunked)
+		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+	else if (content_length >= 0 && status != 204 && status != 304)
+		evbuffer_add_printf(out, "Content-Length: %lld\r\n", (long long)content_length);
+	if (!c->keep_alive)
+		evbuffer_add(out, "Connection: close\r\n\r\n", 21);
+	else if (!http11)
+		evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
+	else
+		evbuffer_add(out, "\r\n", 2);
+}
+
+static bool http_response_has_body(const struct http_request *r)
+{
+	return !r->head_method && r->status != 204 && r->status != 304;
+}
+
+int http_response_write(struct http_request *r, const void *data, size_t len)
+{
+	struct http_conn *c = r->conn;
+	if (c->dead || !r->resp_started || r->resp_ended)
+		return -1;
+	if (len == 0 || !http_response_has_body(r))
+		return 0;
+	if (r->resp_length >= 0 && r->resp_written + len > (uint64_t)r->resp_length) {
+		log_error(&c->log, "handler wrote past its Content-Length; closing");
+		http_conn_close(c);
+		return -1;
+	}
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	if (r->resp_chunked)
+		evbuffer_add_printf(out, "%zx\r\n", len);
+	evbuffer_add(out, data, len);
+	if (r->resp_chunked)
+		evbuffer_add(out, "\r\n", 2);
+	r->resp_written += len;
+	return 0;
+}
+
+int http_response_write_buffer(struct http_request *r, struct evbuffer *buf)
+{
+	struct http_conn *c = r->conn;
+	size_t len = evbuffer_get_length(buf);
+	if (c->dead || !r->resp_started || r->resp_ended)
+		return -1;
+	if (len == 0)
+		return 0;
+	if (!http_response_has_body(r)) {
+		evbuffer_drain(buf, len);
+		return 0;
+	}
+	if (r->resp_length >= 0 && r->resp_written + len > (uint64_t)r->resp_length) {
+		log_error(&c->log, "handler wrote past its Content-Length; closing");
+		http_conn_close(c);
+		return -1;
+	}
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	if (r->resp_chunked)
+		evbuffer_add_printf(out, "%zx\r\n", len);
+	evbuffer_add_buffer(out, buf);
+	if (r->resp_chunked)
+		evbuffer_add(out, "\r\n", 2);
+	r->resp_written += len;
+	return 0;
+}
+
+size_t http_response_pending(const struct http_request *r)
+{
+	const struct http_conn *c = r->conn;
+	return c->dead || !c->bev ? 0 : evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+void http_response_set_drain_handler(struct http_request *r, http_event_fn on_drain, void *arg)
+{
+	r->on_drain = on_drain;
+	r->drain_arg = arg;
+}
+
+void http_response_end(struct http_request *r)
+{
+	struct http_conn *c = r->conn;
+	if (r->resp_ended || c->dead)
+		return;
+	if (!r->resp_started)
+		http_response_begin(r, r->status ? r->status : 200, 0);
+	r->resp_ended = true;
+	r->on_drain = NULL;
+	r->on_abort = NULL;
+	if (r->resp_chunked && http_response_has_body(r))
+		evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+	if (r->resp_length >= 0 && http_response_has_body(r) && r->resp_written < (uint64_t)r->resp_length) {
+		log_error(&c->log, "response ended %llu bytes short of its Content-Length; closing",
+			  (unsigned long long)((uint64_t)r->resp_length - r->resp_written));
+		c->keep_alive = false;
+	}
+	if (!c->keep_alive) {
+		http_conn_response_done(c);
+		if (!c->dead && c->state != HTTP_CONN_CLOSING)
+			http_conn_close_after_flush(c);
+		return;
+	}
+	http_conn_response_done(c);
+}
+
+void http_response_send(struct http_request *r, int status, const char *content_type, const void *body, size_t len)
+{
+	if (content_type)
+		http_response_header(r, "Content-Type", content_type);
+	http_response_begin(r, status, (int64_t)len);
+	http_response_write(r, body, len);
+	http_response_end(r);
+}
+
+void http_response_json(struct http_request *r, int status, json_t *body)
+{
+	char *s = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	if (!s) {
+		http_response_send(r, 500, "application/json", "{}", 2);
+		return;
+	}
+	size_t len = strlen(s);
+	s[len] = '\n';
+	http_response_send(r, status, "application/json", s, len + 1);
+	free(s);
+}
+
+void http_response_error(struct http_request *r, int status, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	json_t *body = json_pack("{s:{s:i,s:s,s:s}}", "error", "code", status, "message", msg, "status",
+				 http_status_google(status));
+	http_response_json(r, status, body);
+}
+
+/* --- metrics --- */
+
+static const char *http_method_label(const char *m)
+{
+	static const char *const known[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS" };
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(m, known[i]) == 0)
+			return known[i];
+	return "other";
+}
+
+void http_server_record(struct http_server *s, struct http_request *r)
+{
+	struct http_route_entry *e = r->route ? r->route : &s->notfound;
+	char code[8];
+	snprintf(code, sizeof(code), "%d", r->status);
+	metrics_add(metrics_series(s->m_requests, s->name, e->r.name, http_method_label(r->method), code), 1);
+	if (r->start.tv_sec) {
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		metrics_observe(e->duration, (double)(now.tv_sec - r->start.tv_sec) +
+						     (double)(now.tv_nsec - r->start.tv_nsec) / 1e9);
+	}
+}

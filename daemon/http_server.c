@@ -1,0 +1,827 @@
+/* The HTTP/1.1 server: accepts connections, parses requests with libhttp-parser on bufferevents,
+ * routes them by prefix, streams bodies to handlers with back-pressure, keeps connections alive
+ * and pipelined requests in order, and enforces the size and time limits. */
+#include "http_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#define HTTP_OUT_LOW_WATER (64 * 1024)
+
+static const http_parser_settings http_settings;
+
+/* --- server --- */
+
+static void http_server_defaults(struct http_server_limits *l)
+{
+	if (!l->max_header_size)
+		l->max_header_size = 64 * 1024;
+	if (!l->max_body)
+		l->max_body = 1024 * 1024;
+	if (!l->idle_timeout_ms)
+		l->idle_timeout_ms = 60000;
+	if (!l->header_timeout_ms)
+		l->header_timeout_ms = 10000;
+	if (!l->max_connections)
+		l->max_connections = 10000;
+	if (!l->body_high_water)
+		l->body_high_water = 256 * 1024;
+}
+
+static void http_server_reap(evutil_socket_t fd, short what, void *arg);
+
+struct http_server *http_server_create(struct event_base *base, struct metrics *metrics, const char *name,
+				       const struct http_server_limits *limits)
+{
+	struct http_server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->base = base;
+	s->metrics = metrics;
+	s->name = strdup(name);
+	s->log = (struct log_src){ s->name, 0 };
+	http_server_set_limits(s, limits);
+	if (getrandom(s->rng, sizeof(s->rng), 0) != sizeof(s->rng)) {
+		s->rng[0] = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)s;
+		s->rng[1] = 0x9e3779b97f4a7c15ULL;
+	}
+	s->rng[0] |= 1;
+	http_parser_set_max_header_size(1u << 30); /* our own limit (max_header_size) applies */
+	s->reap_ev = event_new(base, -1, 0, http_server_reap, s);
+	s->m_requests = metrics_counter(metrics, "http_requests_total", "HTTP requests answered.",
+					"server,route,method,code");
+	s->m_duration = metrics_histogram(metrics, "http_request_duration_seconds",
+					  "Time from a request's first byte to the end of its response.", "server,route",
+					  NULL, 0);
+	s->m_conns = metrics_series(metrics_gauge(metrics, "http_connections", "Open HTTP connections.", "server"),
+				    name);
+	s->m_conns_total = metrics_series(
+		metrics_counter(metrics, "http_connections_total", "Accepted HTTP connections.", "server"), name);
+	struct metric *errs = metrics_counter(metrics, "http_request_errors_total",
+					      "Requests refused by the server itself, by kind.", "server,kind");
+	s->m_err_bad_request = metrics_series(errs, name, "bad_request");
+	s->m_err_header = metrics_series(errs, name, "header_too_large");
+	s->m_err_body = metrics_series(errs, name, "body_too_large");
+	s->m_err_timeout = metrics_series(errs, name, "timeout");
+	s->m_err_conns = metrics_series(errs, name, "too_many_connections");
+	s->notfound.r.name = "none";
+	s->notfound.duration = metrics_series(s->m_duration, name, "none");
+	return s;
+}
+
+void http_server_set_limits(struct http_server *s, const struct http_server_limits *limits)
+{
+	if (limits)
+		s->lim = *limits;
+	http_server_defaults(&s->lim);
+}
+
+int http_server_mount(struct http_server *s, const struct http_route *route)
+{
+	struct http_route_entry *n = realloc(s->routes, (s->nroutes + 1) * sizeof(*n));
+	if (!n)
+		return -1;
+	s->routes = n;
+	struct http_route_entry e = { .r = *route, .prefix_len = strlen(route->prefix) };
+	if (!e.r.name)
+		e.r.name = e.r.prefix;
+	e.duration = metrics_series(s->m_duration, s->name, e.r.name);
+	/* keep longest prefixes first so the first match wins */
+	size_t i = 0;
+	while (i < s->nroutes && s->routes[i].prefix_len >= e.prefix_len)
+		i++;
+	memmove(&s->routes[i + 1], &s->routes[i], (s->nroutes - i) * sizeof(*n));
+	s->routes[i] = e;
+	s->nroutes++;
+	return 0;
+}
+
+void http_server_unmount(struct http_server *s, const char *prefix)
+{
+	for (size_t i = 0; i < s->nroutes; i++) {
+		if (strcmp(s->routes[i].r.prefix, prefix) == 0) {
+			memmove(&s->routes[i], &s->routes[i + 1], (s->nroutes - i - 1) * sizeof(s->routes[0]));
+			s->nroutes--;
+			return;
+		}
+	}
+}
+
+static struct http_route_entry *http_server_route(struct http_server *s, const char *path)
+{
+	for (size_t i = 0; i < s->nroutes; i++) {
+		struct http_route_entry *e = &s->routes[i];
+		if (e->r.exact ? strcmp(path, e->r.prefix) == 0 : strncmp(path, e->r.prefix, e->prefix_len) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+size_t http_server_connections(const struct http_server *s)
+{
+	return s->nconns;
+}
+
+static void http_server_check_drained(struct http_server *s)
+{
+	if (s->draining && s->nconns == 0 && s->drain_done && s->drain_ev)
+		event_active(s->drain_ev, 0, 0);
+}
+
+static void http_server_on_drained(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_server *s = arg;
+	void (*done)(void *) = s->drain_done;
+	s->drain_done = NULL;
+	if (done)
+		done(s->drain_arg);
+}
+
+/* --- connections --- */
+
+static void http_conn_arm_timer(struct http_conn *c, int64_t ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	evtimer_add(c->timer, &tv);
+}
+
+static void http_conn_unlink(struct http_conn *c)
+{
+	struct http_server *s = c->srv;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->next = c->prev = NULL;
+	s->nconns--;
+	metrics_set(s->m_conns, (double)s->nconns);
+}
+
+/* Closes now: the request (if unanswered) is aborted; memory is freed after the callback. */
+void http_conn_close(struct http_conn *c)
+{
+	if (c->dead)
+		return;
+	c->dead = true;
+	c->state = HTTP_CONN_CLOSING;
+	struct http_request *r = c->req;
+	if (r && !r->resp_ended && r->on_abort) {
+		http_event_fn fn = r->on_abort;
+		r->on_abort = NULL;
+		fn(r, r->abort_arg);
+	}
+	if (c->bev) {
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+	}
+	evtimer_del(c->timer);
+	event_del(c->resume_ev);
+	http_conn_unlink(c);
+	struct http_server *s = c->srv;
+	c->next = s->dead;
+	s->dead = c;
+	event_active(s->reap_ev, 0, 0);
+	http_server_check_drained(s);
+}
+
+static void http_conn_free(struct http_conn *c)
+{
+	if (c->req)
+		http_request_free(c->req);
+	if (c->spare)
+		http_request_free(c->spare);
+	event_free(c->timer);
+	event_free(c->resume_ev);
+	free(c);
+}
+
+static void http_server_reap(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_server *s = arg;
+	while (s->dead) {
+		struct http_conn *c = s->dead;
+		s->dead = c->next;
+		http_conn_free(c);
+	}
+}
+
+void http_conn_close_after_flush(struct http_conn *c)
+{
+	if (c->dead)
+		return;
+	c->keep_alive = false;
+	c->state = HTTP_CONN_CLOSING;
+	bufferevent_disable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+		http_conn_close(c);
+		return;
+	}
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	http_conn_arm_timer(c, c->srv->lim.idle_timeout_ms);
+}
+
+/* Answers with an error the server produces itself, then closes the connection. */
+static void http_conn_fail(struct http_conn *c, int status, struct metric_series *m, const char *msg)
+{
+	metrics_add(m, 1);
+	struct http_request *r = c->req;
+	if (!r || r->resp_started) {
+		http_conn_close(c);
+		return;
+	}
+	c->keep_alive = false;
+	http_response_error(r, status, "%s", msg);
+}
+
+static void http_conn_process(struct http_conn *c);
+
+static void http_conn_on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_conn *c = arg;
+	if (!c->dead)
+		http_conn_process(c);
+}
+
+/* Feeds buffered input to the parser until it is empty or a request must wait. */
+static void http_conn_process(struct http_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	while (!c->dead && !c->parse_blocked && !c->read_blocked && c->state != HTTP_CONN_CLOSING) {
+		size_t len = evbuffer_get_length(in);
+		if (len == 0)
+			break;
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		if (c->state == HTTP_CONN_IDLE) {
+			c->state = HTTP_CONN_HEAD;
+			c->head_bytes = 0;
+			http_conn_arm_timer(c, c->srv->lim.header_timeout_ms);
+		}
+		size_t n = http_parser_execute(&c->parser, &http_settings, v.iov_base, v.iov_len);
+		if (c->dead)
+			return;
+		evbuffer_drain(in, n);
+		if (c->state == HTTP_CONN_CLOSING)
+			return; /* answered with an error; the rest is not read */
+		enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+		if (e == HPE_PAUSED) {
+			http_parser_pause(&c->parser, 0);
+			continue;
+		}
+		if (e != HPE_OK) {
+			if (!c->req) {
+				/* garbage before a request: make one to carry the error */
+				c->req = c->spare ? c->spare : calloc(1, sizeof(struct http_request));
+				c->spare = NULL;
+				if (!c->req) {
+					http_conn_close(c);
+					return;
+				}
+				http_request_reset(c->req);
+				c->req->conn = c;
+				snprintf(c->req->method, sizeof(c->req->method), "?");
+			}
+			if (c->head_overflow || e == HPE_HEADER_OVERFLOW) {
+				http_conn_fail(c, 431, c->srv->m_err_header,
+					       "request line and headers are larger than http.max_header_size");
+			} else {
+				char msg[160];
+				snprintf(msg, sizeof(msg), "malformed request: %s", http_errno_description(e));
+				http_conn_fail(c, 400, c->srv->m_err_bad_request, msg);
+			}
+			return;
+		}
+		if (n < v.iov_len && !c->parse_blocked && !c->read_blocked) {
+			http_conn_close(c); /* parser stopped without saying why */
+			return;
+		}
+	}
+}
+
+static void http_conn_on_read(struct bufferevent *bev, void *arg)
+{
+	struct http_conn *c = arg;
+	if (c->state == HTTP_CONN_ACTIVE && !c->req->body_done)
+		http_conn_arm_timer(c, c->srv->lim.idle_timeout_ms); /* a body that stalls */
+	http_conn_process(c);
+}
+
+static void http_conn_on_write(struct bufferevent *bev, void *arg)
+{
+	struct http_conn *c = arg;
+	if (c->state == HTTP_CONN_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			http_conn_close(c);
+		return;
+	}
+	struct http_request *r = c->req;
+	if (r && r->resp_started && !r->resp_ended && r->on_drain)
+		r->on_drain(r, r->drain_arg);
+}
+
+static void http_conn_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct http_conn *c = arg;
+	if (what & BEV_EVENT_EOF) {
+		struct http_request *r = c->req;
+		/* A client that half-closes after a complete request still gets its answer. */
+		if (r && r->body_done && !r->resp_ended && c->state == HTTP_CONN_ACTIVE) {
+			c->keep_alive = false;
+			bufferevent_disable(bev, EV_READ);
+			return;
+		}
+	}
+	http_conn_close(c);
+}
+
+static void http_conn_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_conn *c = arg;
+	switch (c->state) {
+	case HTTP_CONN_IDLE:
+		http_conn_close(c); /* idle keep-alive connection: close quietly */
+		break;
+	case HTTP_CONN_HEAD:
+		if (!c->req) {
+			c->req = c->spare ? c->spare : calloc(1, sizeof(struct http_request));
+			c->spare = NULL;
+			if (!c->req) {
+				http_conn_close(c);
+				return;
+			}
+			http_request_reset(c->req);
+			c->req->conn = c;
+			snprintf(c->req->method, sizeof(c->req->method), "?");
+		}
+		http_conn_fail(c, 408, c->srv->m_err_timeout, "request head not received within http.header_timeout");
+		break;
+	case HTTP_CONN_ACTIVE:
+		metrics_add(c->srv->m_err_timeout, 1);
+		log_debug(&c->log, "request body stalled; closing");
+		http_conn_close(c);
+		break;
+	case HTTP_CONN_CLOSING:
+		http_conn_close(c);
+		break;
+	}
+}
+
+void http_server_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen, void *arg)
+{
+	struct http_server *s = arg;
+	struct http_conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		evutil_closesocket(fd);
+		return;
+	}
+	c->srv = s;
+	c->id = ++s->next_conn_id;
+	c->log = (struct log_src){ s->name, c->id };
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		char h[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &in->sin_addr, h, sizeof(h));
+		snprintf(c->peer, sizeof(c->peer), "%s:%u", h, ntohs(in->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		char h[INET6_ADDRSTRLEN];
+		inet_ntop(AF_INET6, &in6->sin6_addr, h, sizeof(h));
+		snprintf(c->peer, sizeof(c->peer), "[%s]:%u", h, ntohs(in6->sin6_port));
+	} else {
+		snprintf(c->peer, sizeof(c->peer), "unix");
+	}
+	if (sa->sa_family != AF_UNIX) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->timer = evtimer_new(s->base, http_conn_on_timer, c);
+	c->resume_ev = event_new(s->base, -1, 0, http_conn_on_resume, c);
+	if (!c->bev || !c->timer || !c->resume_ev) {
+		if (c->bev)
+			bufferevent_free(c->bev);
+		else
+			evutil_closesocket(fd);
+		if (c->timer)
+			event_free(c->timer);
+		if (c->resume_ev)
+			event_free(c->resume_ev);
+		free(c);
+		return;
+	}
+	http_parser_init(&c->parser, HTTP_REQUEST);
+	c->parser.data = c;
+	c->state = HTTP_CONN_IDLE;
+	c->keep_alive = true;
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->nconns++;
+	metrics_set(s->m_conns, (double)s->nconns);
+	metrics_add(s->m_conns_total, 1);
+	bufferevent_setcb(c->bev, http_conn_on_read, http_conn_on_write, http_conn_on_event, c);
+	bufferevent_setwatermark(c->bev, EV_WRITE, HTTP_OUT_LOW_WATER, 0);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	http_conn_arm_timer(c, s->lim.header_timeout_ms);
+	if (s->nconns > s->lim.max_connections || s->draining) {
+		/* over the limit: answer 503 from a throwaway request and close */
+		c->state = HTTP_CONN_ACTIVE;
+		c->req = calloc(1, sizeof(struct http_request));
+		if (!c->req) {
+			http_conn_close(c);
+			return;
+		}
+		http_request_reset(c->req);
+		c->req->conn = c;
+		snprintf(c->req->method, sizeof(c->req->method), "?");
+		c->keep_alive = false;
+		bufferevent_disable(c->bev, EV_READ);
+		if (!s->draining)
+			metrics_add(s->m_err_conns, 1);
+		http_response_error(c->req, 503, "%s", s->draining ? "shutting down" : "too many connections");
+	}
+}
+
+/* A response ended: account for it, then serve the next request or close. */
+void http_conn_response_done(struct http_conn *c)
+{
+	struct http_request *r = c->req;
+	if (!r->recorded) {
+		r->recorded = true;
+		http_server_record(c->srv, r);
+	}
+	if (!r->body_done) {
+		/* The handler answered before reading the whole body: skip a short rest, else close. */
+		if (r->content_length < 0 || r->content_length - (int64_t)r->body_received > 64 * 1024 ||
+		    !c->keep_alive) {
+			http_conn_close_after_flush(c);
+			return;
+		}
+		r->on_body = NULL;
+		r->on_end = NULL;
+		r->on_abort = NULL;
+		return; /* message_complete finishes it */
+	}
+	c->req = NULL;
+	if (c->spare)
+		http_request_free(r);
+	else {
+		http_request_reset(r);
+		c->spare = r;
+	}
+	if (!c->keep_alive || c->srv->draining) {
+		http_conn_close_after_flush(c);
+		return;
+	}
+	c->state = HTTP_CONN_IDLE;
+	c->parse_blocked = false;
+	http_conn_arm_timer(c, c->srv->lim.idle_timeout_ms);
+	event_active(c->resume_ev, 0, 0);
+}
+
+void http_server_drain(struct http_server *s, void (*done)(void *arg), void *arg)
+{
+	s->draining = true;
+	s->drain_done = done;
+	s->drain_arg = arg;
+	if (!s->drain_ev)
+		s->drain_ev = event_new(s->base, -1, 0, http_server_on_drained, s);
+	for (struct http_conn *c = s->conns, *next; c; c = next) {
+		next = c->next;
+		if (c->state == HTTP_CONN_IDLE)
+			http_conn_close(c);
+		else
+			c->keep_alive = false;
+	}
+	if (s->nconns == 0)
+		event_active(s->drain_ev, 0, 0);
+}
+
+void http_server_destroy(struct http_server *s)
+{
+	if (!s)
+		return;
+	while (s->conns)
+		http_conn_close(s->conns);
+	http_server_reap(-1, 0, s);
+	event_free(s->reap_ev);
+	if (s->drain_ev)
+		event_free(s->drain_ev);
+	free(s->routes);
+	free(s->name);
+	free(s);
+}
+
+/* --- parser callbacks --- */
+
+static struct http_request *http_conn_new_request(struct http_conn *c)
+{
+	struct http_request *r = c->spare;
+	c->spare = NULL;
+	if (!r) {
+		r = calloc(1, sizeof(*r));
+		if (!r)
+			return NULL;
+	}
+	http_request_reset(r);
+	r->conn = c;
+	clock_gettime(CLOCK_MONOTONIC, &r->start);
+	return r;
+}
+
+static int http_on_message_begin(http_parser *p)
+{
+	struct http_conn *c = p->data;
+	c->req = http_conn_new_request(c);
+	c->head_bytes = 0;
+	c->head_overflow = false;
+	c->last_was_value = false;
+	return c->req ? 0 : -1;
+}
+
+static int http_head_append(struct http_conn *c, char **dst, const char *at, size_t len)
+{
+	c->head_bytes += len;
+	if (c->head_bytes > c->srv->lim.max_header_size) {
+		c->head_overflow = true;
+		return -1;
+	}
+	size_t old = *dst ? strlen(*dst) : 0;
+	char *n = realloc(*dst, old + len + 1);
+	if (!n)
+		return -1;
+	memcpy(n + old, at, len);
+	n[old + len] = '\0';
+	*dst = n;
+	return 0;
+}
+
+static int http_on_url(http_parser *p, const char *at, size_t len)
+{
+	struct http_conn *c = p->data;
+	return http_head_append(c, &c->req->target, at, len);
+}
+
+static int http_on_header_field(http_parser *p, const char *at, size_t len)
+{
+	struct http_conn *c = p->data;
+	struct http_request *r = c->req;
+	if (c->last_was_value || r->nheaders == 0) {
+		if (r->nheaders == r->capheaders) {
+			size_t cap = r->capheaders ? r->capheaders * 2 : 16;
+			struct http_header *n = realloc(r->headers, cap * sizeof(*n));
+			if (!n)
+				return -1;
+			r->headers = n;
+			r->capheaders = cap;
+		}
+		r->headers[r->nheaders].name = NULL;
+		r->headers[r->nheaders].value = NULL;
+		r->nheaders++;
+		c->last_was_value = false;
+	}
+	c->head_bytes += 4; /* ": " and CRLF count toward the limit */
+	return http_head_append(c, &r->headers[r->nheaders - 1].name, at, len);
+}
+
+static int http_on_header_value(http_parser *p, const char *at, size_t len)
+{
+	struct http_conn *c = p->data;
+	struct http_request *r = c->req;
+	c->last_was_value = true;
+	return http_head_append(c, &r->headers[r->nheaders - 1].value, at, len);
+}
+
+static bool http_request_id_ok(const char *v)
+{
+	size_t n = strlen(v);
+	if (n == 0 || n > 128)
+		return false;
+	for (; *v; v++)
+		if (*v < 0x21 || *v > 0x7e)
+			return false;
+	return true;
+}
+
+static uint64_t http_server_random(struct http_server *s)
+{
+	/* xorshift128+: request ids need uniqueness, not secrecy */
+	uint64_t x = s->rng[0], y = s->rng[1];
+	s->rng[0] = y;
+	x ^= x << 23;
+	s->rng[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
+	return s->rng[1] + y;
+}
+
+static int http_on_headers_complete(http_parser *p)
+{
+	struct http_conn *c = p->data;
+	struct http_server *s = c->srv;
+	struct http_request *r = c->req;
+	for (size_t i = 0; i < r->nheaders; i++) {
+		if (!r->headers[i].value)
+			r->headers[i].value = strdup("");
+		if (!r->headers[i].name || !r->headers[i].value)
+			return -1;
+	}
+	snprintf(r->method, sizeof(r->method), "%s", http_method_str((enum http_method)p->method));
+	r->head_method = p->method == HTTP_HEAD;
+	if (!r->target)
+		r->target = strdup("/");
+	char *q = strchr(r->target, '?');
+	r->path = q ? strndup(r->target, (size_t)(q - r->target)) : strdup(r->target);
+	r->query = q ? q + 1 : "";
+	if (!r->path)
+		return -1;
+	r->content_length = (p->flags & F_CHUNKED) ? -1 : (p->flags & F_CONTENTLENGTH) ? (int64_t)p->content_length : 0;
+	const char *rid = http_request_header(r, "X-Request-Id");
+	if (rid && http_request_id_ok(rid))
+		snprintf(r->id, sizeof(r->id), "%s", rid);
+	else
+		snprintf(r->id, sizeof(r->id), "%016llx%016llx", (unsigned long long)http_server_random(s),
+			 (unsigned long long)http_server_random(s));
+	c->keep_alive = http_should_keep_alive(p) && !s->draining;
+	c->state = HTTP_CONN_ACTIVE;
+	evtimer_del(c->timer);
+	if (r->content_length != 0)
+		http_conn_arm_timer(c, s->lim.idle_timeout_ms);
+
+	r->route = http_server_route(s, r->path);
+	if (!r->route) {
+		r->route = &s->notfound;
+		http_response_error(r, 404, "no route for %s %s", r->method, r->path);
+		return 0;
+	}
+	size_t limit = r->route->r.max_body ? r->route->r.max_body : s->lim.max_body;
+	if (r->content_length > 0 && (uint64_t)r->content_length > limit) {
+		metrics_add(s->m_err_body, 1);
+		c->keep_alive = false;
+		http_response_error(r, 413, "request body of %lld bytes is over this route's limit of %zu bytes",
+				    (long long)r->content_length, limit);
+		return 0;
+	}
+	const char *expect = http_request_header(r, "Expect");
+	if (expect && strcasecmp(expect, "100-continue") == 0 && p->http_minor >= 1)
+		bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	log_debug(&c->log, "%s %s from %s", r->method, r->path, c->peer);
+	r->in_handler = true;
+	r->route->r.on_request(r, r->route->r.arg);
+	r->in_handler = false;
+	return c->dead ? -1 : 0;
+}
+
+/* Hands buffered body bytes to the handler unless it paused; blocks reading when too much waits. */
+static void http_request_deliver(struct http_request *r)
+{
+	struct http_conn *c = r->conn;
+	if (r->resp_ended || !r->on_body) {
+		evbuffer_drain(r->body, evbuffer_get_length(r->body));
+	} else if (!r->body_paused && evbuffer_get_length(r->body) > 0) {
+		r->on_body(r, r->body, r->body_arg);
+		if (c->dead)
+			return;
+	}
+	if (evbuffer_get_length(r->body) > c->srv->lim.body_high_water) {
+		if (!c->read_blocked) {
+			c->read_blocked = true;
+			http_parser_pause(&c->parser, 1);
+			bufferevent_disable(c->bev, EV_READ);
+		}
+	}
+}
+
+static int http_on_body(http_parser *p, const char *at, size_t len)
+{
+	struct http_conn *c = p->data;
+	struct http_request *r = c->req;
+	r->body_received += len;
+	size_t limit = r->route->r.max_body ? r->route->r.max_body : c->srv->lim.max_body;
+	if (r->body_received > limit && !r->resp_ended) {
+		metrics_add(c->srv->m_err_body, 1);
+		c->keep_alive = false;
+		if (r->resp_started) {
+			http_conn_close(c);
+			return -1;
+		}
+		http_event_fn abort_fn = r->on_abort;
+		r->on_abort = NULL;
+		r->on_body = NULL;
+		r->on_end = NULL;
+		if (abort_fn)
+			abort_fn(r, r->abort_arg);
+		http_response_error(r, 413, "request body is over this route's limit of %zu bytes", limit);
+		return -1; /* stop reading; the connection closes after the 413 */
+	}
+	if (r->resp_ended)
+		return 0; /* discarding the rest of an answered request */
+	evbuffer_add(r->body, at, len);
+	http_request_deliver(r);
+	return c->dead ? -1 : 0;
+}
+
+static int http_on_message_complete(http_parser *p)
+{
+	struct http_conn *c = p->data;
+	struct http_request *r = c->req;
+	r->body_done = true;
+	if (r->content_length != 0)
+		evtimer_del(c->timer);
+	/* no further request is parsed until this one is answered */
+	c->parse_blocked = true;
+	http_parser_pause(p, 1);
+	if (r->resp_ended) {
+		evbuffer_drain(r->body, evbuffer_get_length(r->body));
+		http_conn_response_done(c);
+		return 0;
+	}
+	if (!r->body_paused && r->on_body && evbuffer_get_length(r->body) > 0) {
+		r->on_body(r, r->body, r->body_arg);
+		if (c->dead)
+			return -1;
+	}
+	if (!r->body_paused && r->on_end) {
+		http_event_fn fn = r->on_end;
+		r->on_end = NULL;
+		fn(r, r->body_arg);
+	}
+	return c->dead ? -1 : 0;
+}
+
+static const http_parser_settings http_settings = {
+	.on_message_begin = http_on_message_begin,
+	.on_url = http_on_url,
+	.on_header_field = http_on_header_field,
+	.on_header_value = http_on_header_value,
+	.on_headers_complete = http_on_headers_complete,
+	.on_body = http_on_body,
+	.on_message_complete = http_on_message_complete,
+};
+
+/* --- body flow control, called by handlers --- */
+
+void http_request_body_pause(struct http_request *r)
+{
+	r->body_paused = true;
+}
+
+void http_request_body_resume(struct http_request *r)
+{
+	struct http_conn *c = r->conn;
+	if (!r->body_paused && !c->read_blocked)
+		return;
+	r->body_paused = false;
+	if (r->on_body && evbuffer_get_length(r->body) > 0 && !r->resp_ended) {
+		r->on_body(r, r->body, r->body_arg);
+		if (c->dead || c->req != r)
+			return;
+	}
+	if (r->body_done && r->on_end) {
+		http_event_fn fn = r->on_end;
+		r->on_end = NULL;
+		fn(r, r->body_arg);
+		return;
+	}
+	if (c->read_blocked && evbuffer_get_length(r->body) <= c->srv->lim.body_high_water / 2) {
+		c->read_blocked = false;
+		bufferevent_enable(c->bev, EV_READ);
+		event_active(c->resume_ev, 0, 0);
+	}
+}
+
+void http_request_set_body_handlers(struct http_request *r, http_body_fn on_body, http_event_fn on_end, void *arg)
+{
+	r->on_body = on_body;
+	r->on_end = on_end;
+	r->body_arg = arg;
+	/* body that arrived before the handler asked for it */
+	if (!r->in_handler && evbuffer_get_length(r->body) > 0 && on_body)
+		http_request_body_resume(r);
+}
+
+struct evbuffer *http_request_body_buffer(struct http_request *r)
+{
+	return r->body;
+}
+
+void http_request_set_abort_handler(struct http_request *r, http_event_fn on_abort, void *arg)
+{
+	r->on_abort = on_abort;
+	r->abort_arg = arg;
+}
