@@ -104,6 +104,7 @@ struct http_conn {
 	struct http_request *spare; /* recycled request struct */
 	struct event *timer;
 	struct event *resume_ev; /* parse buffered input after a response ends */
+	struct event *drain_ev;  /* a streaming response may produce more: the socket took it all */
 	size_t head_bytes;
 	bool last_was_value; /* header callbacks: value seen since the last field */
 	bool head_overflow;
@@ -111,6 +112,7 @@ struct http_conn {
 	bool parse_blocked; /* a request is complete and waits for its response */
 	bool read_blocked;  /* body back-pressure */
 	bool dead;
+	int in_cb; /* inside a loop callback for this connection: flush when it returns */
 };
 
 /* http_response.c */
@@ -119,6 +121,8 @@ void http_request_reset(struct http_request *r);
 void http_request_free(struct http_request *r);
 /* http_server.c */
 void http_conn_response_done(struct http_conn *c);
+/* Writes queued output now; the write event is armed only when the socket is full. */
+void http_conn_flush(struct http_conn *c);
 void http_conn_close(struct http_conn *c);
 void http_conn_close_after_flush(struct http_conn *c);
 void http_server_record(struct http_server *s, struct http_request *r);

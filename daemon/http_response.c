@@ -254,6 +254,7 @@ int http_response_write(struct http_request *r, const void *data, size_t len)
 	if (r->resp_chunked)
 		evbuffer_add(out, "\r\n", 2);
 	r->resp_written += len;
+	http_conn_flush(c);
 	return 0;
 }
 
@@ -281,6 +282,7 @@ int http_response_write_buffer(struct http_request *r, struct evbuffer *buf)
 	if (r->resp_chunked)
 		evbuffer_add(out, "\r\n", 2);
 	r->resp_written += len;
+	http_conn_flush(c);
 	return 0;
 }
 
@@ -320,6 +322,7 @@ void http_response_end(struct http_request *r)
 		return;
 	}
 	http_conn_response_done(c);
+	http_conn_flush(c);
 }
 
 void http_response_send(struct http_request *r, int status, const char *content_type, const void *body, size_t len)

@@ -191,6 +191,7 @@ void http_conn_close(struct http_conn *c)
 	}
 	evtimer_del(c->timer);
 	event_del(c->resume_ev);
+	event_del(c->drain_ev);
 	http_conn_unlink(c);
 	struct http_server *s = c->srv;
 	c->next = s->dead;
@@ -207,6 +208,7 @@ static void http_conn_free(struct http_conn *c)
 		http_request_free(c->spare);
 	event_free(c->timer);
 	event_free(c->resume_ev);
+	event_free(c->drain_ev);
 	free(c);
 }
 
@@ -218,6 +220,52 @@ static void http_server_reap(evutil_socket_t fd, short what, void *arg)
 		s->dead = c->next;
 		http_conn_free(c);
 	}
+}
+
+void http_conn_flush(struct http_conn *c)
+{
+	if (c->dead || c->in_cb)
+		return;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	bool wrote = false;
+	if (evbuffer_get_length(out) > 0 && !(bufferevent_get_enabled(c->bev) & EV_WRITE)) {
+		/* A socket bufferevent freezes its output's start so only it drains it; its write
+		 * event is off here, so nothing else is writing. */
+		evbuffer_unfreeze(out, 1);
+		int n = evbuffer_write(out, bufferevent_getfd(c->bev));
+		evbuffer_freeze(out, 1);
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			http_conn_close(c);
+			return;
+		}
+		wrote = n > 0;
+		if (evbuffer_get_length(out) > 0) {
+			bufferevent_enable(c->bev, EV_WRITE); /* the rest goes when the socket drains */
+			return;
+		}
+	}
+	if (evbuffer_get_length(out) == 0 && c->state == HTTP_CONN_CLOSING) {
+		http_conn_close(c);
+		return;
+	}
+	/* The socket took everything: a streaming response may produce more, on the next turn
+	 * of the loop so other connections get theirs. */
+	struct http_request *r = c->req;
+	if (wrote && r && r->resp_started && !r->resp_ended && r->on_drain &&
+	    !(bufferevent_get_enabled(c->bev) & EV_WRITE))
+		event_active(c->drain_ev, 0, 0);
+}
+
+static void http_conn_on_drain(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_conn *c = arg;
+	struct http_request *r = c->req;
+	if (c->dead || !r || !r->resp_started || r->resp_ended || !r->on_drain)
+		return;
+	c->in_cb++;
+	r->on_drain(r, r->drain_arg);
+	c->in_cb--;
+	http_conn_flush(c);
 }
 
 void http_conn_close_after_flush(struct http_conn *c)
@@ -233,6 +281,7 @@ void http_conn_close_after_flush(struct http_conn *c)
 	}
 	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 	http_conn_arm_timer(c, c->srv->lim.idle_timeout_ms);
+	http_conn_flush(c);
 }
 
 /* Answers with an error the server produces itself, then closes the connection. */
@@ -249,12 +298,17 @@ static void http_conn_fail(struct http_conn *c, int status, struct metric_series
 }
 
 static void http_conn_process(struct http_conn *c);
+static void http_conn_on_drain(evutil_socket_t fd, short what, void *arg);
 
 static void http_conn_on_resume(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_conn *c = arg;
-	if (!c->dead)
-		http_conn_process(c);
+	if (c->dead)
+		return;
+	c->in_cb++;
+	http_conn_process(c);
+	c->in_cb--;
+	http_conn_flush(c);
 }
 
 /* Feeds buffered input to the parser until it is empty or a request must wait. */
@@ -319,7 +373,10 @@ static void http_conn_on_read(struct bufferevent *bev, void *arg)
 	struct http_conn *c = arg;
 	if (c->state == HTTP_CONN_ACTIVE && !c->req->body_done)
 		http_conn_arm_timer(c, c->srv->lim.idle_timeout_ms); /* a body that stalls */
+	c->in_cb++;
 	http_conn_process(c);
+	c->in_cb--;
+	http_conn_flush(c);
 }
 
 static void http_conn_on_write(struct bufferevent *bev, void *arg)
@@ -331,8 +388,16 @@ static void http_conn_on_write(struct bufferevent *bev, void *arg)
 		return;
 	}
 	struct http_request *r = c->req;
-	if (r && r->resp_started && !r->resp_ended && r->on_drain)
+	if (r && r->resp_started && !r->resp_ended && r->on_drain) {
+		c->in_cb++;
 		r->on_drain(r, r->drain_arg);
+		c->in_cb--;
+		if (c->dead)
+			return;
+	}
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE); /* back to writing directly */
+	http_conn_flush(c);
 }
 
 static void http_conn_on_event(struct bufferevent *bev, short what, void *arg)
@@ -350,9 +415,19 @@ static void http_conn_on_event(struct bufferevent *bev, short what, void *arg)
 	http_conn_close(c);
 }
 
+static void http_conn_on_timer_state(struct http_conn *c);
+
 static void http_conn_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_conn *c = arg;
+	c->in_cb++;
+	http_conn_on_timer_state(c);
+	c->in_cb--;
+	http_conn_flush(c);
+}
+
+static void http_conn_on_timer_state(struct http_conn *c)
+{
 	switch (c->state) {
 	case HTTP_CONN_IDLE:
 		http_conn_close(c); /* idle keep-alive connection: close quietly */
@@ -413,7 +488,8 @@ void http_server_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen
 	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->timer = evtimer_new(s->base, http_conn_on_timer, c);
 	c->resume_ev = event_new(s->base, -1, 0, http_conn_on_resume, c);
-	if (!c->bev || !c->timer || !c->resume_ev) {
+	c->drain_ev = event_new(s->base, -1, 0, http_conn_on_drain, c);
+	if (!c->bev || !c->timer || !c->resume_ev || !c->drain_ev) {
 		if (c->bev)
 			bufferevent_free(c->bev);
 		else
@@ -422,6 +498,8 @@ void http_server_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen
 			event_free(c->timer);
 		if (c->resume_ev)
 			event_free(c->resume_ev);
+		if (c->drain_ev)
+			event_free(c->drain_ev);
 		free(c);
 		return;
 	}
@@ -438,7 +516,9 @@ void http_server_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen
 	metrics_add(s->m_conns_total, 1);
 	bufferevent_setcb(c->bev, http_conn_on_read, http_conn_on_write, http_conn_on_event, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, HTTP_OUT_LOW_WATER, 0);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	/* EV_WRITE (on by default) only while output waits on a full socket */
+	bufferevent_disable(c->bev, EV_WRITE);
+	bufferevent_enable(c->bev, EV_READ);
 	http_conn_arm_timer(c, s->lim.header_timeout_ms);
 	if (s->nconns > s->lim.max_connections || s->draining) {
 		/* over the limit: answer 503 from a throwaway request and close */
@@ -456,6 +536,7 @@ void http_server_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen
 		if (!s->draining)
 			metrics_add(s->m_err_conns, 1);
 		http_response_error(c->req, 503, "%s", s->draining ? "shutting down" : "too many connections");
+		http_conn_flush(c);
 	}
 }
 

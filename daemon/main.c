@@ -176,7 +176,15 @@ int main(int argc, char **argv)
 		c.conf_path = strdup(path);
 	main_raise_nofile(conf_section(conf, "daemon"));
 	listener_inherit_systemd();
-	c.base = event_base_new();
+	/* The epoll changelist folds an event armed and disarmed in one loop turn into nothing. */
+	struct event_config *ecfg = event_config_new();
+	if (ecfg)
+		event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	c.base = ecfg ? event_base_new_with_config(ecfg) : NULL;
+	if (ecfg)
+		event_config_free(ecfg);
+	if (!c.base)
+		c.base = event_base_new();
 	c.metrics = metrics_create();
 	if (!c.base || !c.metrics) {
 		log_error(&main_log, "cannot create the event loop");

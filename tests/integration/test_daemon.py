@@ -233,3 +233,11 @@ def test_non_loopback_needs_allow_remote(tmp_path):
     r = run(["-c", path], timeout=20)
     assert r.returncode == 1
     assert "allow_remote" in r.stderr
+
+
+def test_watchdog_pings_when_systemd_asks(tetherd):
+    port = free_port()
+    t = tetherd(f'admin: {{listen: ["tcp://127.0.0.1:{port}"]}}\n', env={"WATCHDOG_USEC": "200000"})
+    t.wait_notify("WATCHDOG=1", timeout=5)
+    t.wait_notify("WATCHDOG=1", timeout=5)
+    assert t.terminate() == 0

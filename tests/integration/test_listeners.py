@@ -3,6 +3,7 @@ import os
 import socket
 import stat
 import subprocess
+import time
 
 from httpc import free_port, get_json, request
 from test_daemon import TETHERD, write
@@ -80,7 +81,7 @@ def test_systemd_socket_activation(tmp_path):
     p = subprocess.Popen([TETHERD, "-c", cfg], preexec_fn=as_systemd, close_fds=False,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        import time
+
         deadline = time.time() + 20
         while time.time() < deadline:
             try:
@@ -96,3 +97,19 @@ def test_systemd_socket_activation(tmp_path):
     assert p.returncode == 0, out
     assert "using the socket passed by systemd" in out
     assert 'adopted socket named "admin"' in out
+
+
+def test_unix_socket_group(tetherd, tmp_path):
+    import grp
+    group = "nogroup" if os.getuid() == 0 else grp.getgrgid(os.getgid()).gr_name
+    path = tmp_path / "g.sock"
+    t = tetherd(f'admin: {{listen: ["unix://{path}"], socket_group: {group}}}\n')
+    assert grp.getgrgid(os.stat(path).st_gid).gr_name == group
+    t.terminate()
+
+
+def test_unknown_socket_owner_is_a_clear_error(tmp_path):
+    path = tmp_path / "o.sock"
+    cfg = write(tmp_path, f'admin: {{listen: ["unix://{path}"], socket_owner: no-such-user-xyz}}\n')
+    r = subprocess.run([TETHERD, "-c", cfg], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 1 and 'no user named "no-such-user-xyz"' in r.stderr
