@@ -1,0 +1,162 @@
+/* The pg plugin: listens on the postgres.listen URLs (a unix URL names a socket directory, as
+ * with psql -h DIR) and multiplexes PostgreSQL clients onto per-database server pools. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "pg_internal.h"
+#include "plugin.h"
+
+static void pg_collect(struct metrics_writer *w, void *arg)
+{
+	struct pg *pg = arg;
+	for (size_t i = 0; i < pg->npools; i++) {
+		struct pg_pool *p = &pg->pools[i];
+		const char *kv[] = { "pool", p->name, NULL };
+		metrics_write(w, "pg_clients", "gauge", "Client connections per pool.", kv, (double)p->nclients);
+		metrics_write(w, "pg_clients_waiting", "gauge", "Clients waiting for a server.", kv, (double)p->nwaiting);
+		metrics_write(w, "pg_servers_active", "gauge", "Server connections lent to clients.", kv,
+			      (double)p->nactive);
+		metrics_write(w, "pg_servers_idle", "gauge", "Idle server connections.", kv, (double)p->nidle);
+		metrics_write(w, "pg_queries_total", "counter", "Simple-protocol queries relayed.", kv, (double)p->queries);
+		metrics_write(w, "pg_transactions_total", "counter", "Transactions ended (transaction mode).", kv,
+			      (double)p->transactions);
+		metrics_write(w, "pg_bytes_in_total", "counter", "Bytes from clients to servers.", kv, (double)p->bytes_in);
+		metrics_write(w, "pg_bytes_out_total", "counter", "Bytes from servers to clients.", kv, (double)p->bytes_out);
+	}
+}
+
+static void *pg_init(struct core *core, const void *conf)
+{
+	struct pg *pg = calloc(1, sizeof(*pg));
+	if (!pg)
+		return NULL;
+	pg->core = core;
+	pg->conf = conf;
+	pg->log = (struct log_src){ "pg", 0 };
+	struct metrics *m = core_metrics(core);
+	pg->m_clients_total =
+		metrics_series(metrics_counter(m, "pg_client_connections_total", "Accepted client connections.", NULL));
+	pg->m_refused = metrics_series(metrics_counter(m, "pg_client_refused_total",
+						      "Client connections refused at accept (limits, draining).", NULL));
+	pg->m_errors = metrics_counter(m, "pg_errors_total", "Errors by pool and SQLSTATE or kind.", "pool,kind");
+	if (pg_pools_create(pg) != 0) {
+		free(pg);
+		return NULL;
+	}
+	metrics_collector_add(m, pg_collect, pg);
+	return pg;
+}
+
+static int pg_start(void *inst)
+{
+	struct pg *pg = inst;
+	const struct pg_conf *pc = pg->conf;
+	/* unix URLs name a directory: the socket inside is .s.PGSQL.<port> */
+	struct core_listen_conf lc = pc->l;
+	char **urls = calloc(pc->l.listen.n ? pc->l.listen.n : 1, sizeof(char *));
+	if (!urls)
+		return -1;
+	for (size_t i = 0; i < pc->l.listen.n; i++) {
+		const char *u = pc->l.listen.items[i];
+		if (strncmp(u, "unix://", 7) == 0) {
+			size_t l = strlen(u);
+			const char *slash = l && u[l - 1] == '/' ? "" : "/";
+			if (asprintf(&urls[i], "%s%s.s.PGSQL.%lld", u, slash, (long long)pc->port) < 0)
+				urls[i] = NULL;
+		} else {
+			urls[i] = strdup(u);
+		}
+	}
+	lc.listen.items = urls;
+	int rc = core_listen(pg->core, "postgres", &lc, (uint16_t)pc->port, pg_client_accept, pg);
+	for (size_t i = 0; i < pc->l.listen.n; i++)
+		free(urls[i]);
+	free(urls);
+	return rc;
+}
+
+static void pg_reload(void *inst, const void *conf)
+{
+	struct pg *pg = inst;
+	const struct pg_conf *nc = conf;
+	/* Pools read their settings live from p->db: point it at the new entry. A database added or
+	 * removed needs a restart (the core warned); a removed one keeps its start-up entry. */
+	for (size_t i = 0; i < pg->npools; i++) {
+		struct pg_pool *p = &pg->pools[i];
+		p->db = p->db_boot;
+		for (size_t j = 0; j < nc->databases.n; j++) {
+			const struct pg_conf_db *d = CONF_ARRAY_AT(&nc->databases, struct pg_conf_db, j);
+			if (strcmp(d->name, p->name) == 0)
+				p->db = d;
+		}
+	}
+	pg->conf = conf;
+}
+
+void pg_maybe_drained(struct pg *pg)
+{
+	if (!pg->draining || !pg->drain_done)
+		return;
+	for (size_t i = 0; i < pg->npools; i++)
+		if (pg->pools[i].nactive > 0)
+			return;
+	void (*done)(void *) = pg->drain_done;
+	pg->drain_done = NULL;
+	done(pg->drain_arg);
+}
+
+static void pg_drain(void *inst, void (*done)(void *arg), void *arg)
+{
+	struct pg *pg = inst;
+	pg->draining = true;
+	pg->drain_done = done;
+	pg->drain_arg = arg;
+	/* idle servers close now; active ones finish their transaction */
+	for (size_t i = 0; i < pg->npools; i++)
+		while (pg->pools[i].idle)
+			pg_server_close(pg->pools[i].idle, "draining");
+	pg_maybe_drained(pg);
+}
+
+static void pg_stop(void *inst)
+{
+	struct pg *pg = inst;
+	metrics_collector_remove(core_metrics(pg->core), pg_collect, pg);
+	while (pg->clients)
+		pg_client_close(pg->clients);
+	for (size_t i = 0; i < pg->npools; i++) {
+		struct pg_pool *p = &pg->pools[i];
+		/* servers still lent out or connecting after the drain timeout */
+		(void)p;
+	}
+	pg_pools_destroy(pg);
+	pg_pool_reap_now(pg);
+	free(pg);
+}
+
+static bool pg_ready(void *inst, char *reason, size_t len)
+{
+	struct pg *pg = inst;
+	for (size_t i = 0; i < pg->npools; i++) {
+		if (pg->pools[i].consecutive_failures > 0) {
+			snprintf(reason, len, "database %s: cannot reach the server", pg->pools[i].name);
+			return false;
+		}
+	}
+	return true;
+}
+
+const struct plugin pg_plugin = {
+	.name = "postgres",
+	.description = "PostgreSQL connection pooler",
+	.conf = &pg_conf_table,
+	.init = pg_init,
+	.start = pg_start,
+	.reload = pg_reload,
+	.drain = pg_drain,
+	.stop = pg_stop,
+	.ready = pg_ready,
+};

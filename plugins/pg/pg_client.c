@@ -1,0 +1,447 @@
+/* Client connections: the startup packet (SSLRequest, GSSENCRequest and CancelRequest too),
+ * login, then relaying the client's messages to whichever server the pool lends it, holding
+ * back its Terminate so the server stays open for the next client. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "pg_internal.h"
+
+#define PG_STARTUP_MAX (10 * 1024)
+#define PG_PROTO_30 196608
+#define PG_SSL_REQUEST 80877103
+#define PG_GSSENC_REQUEST 80877104
+#define PG_CANCEL_REQUEST 80877102
+
+void pg_client_free(struct pg_client *c)
+{
+	if (c->bev)
+		bufferevent_free(c->bev);
+	if (c->wait_timer)
+		event_free(c->wait_timer);
+	free(c->user);
+	free(c->database);
+	free(c->application_name);
+	free(c);
+}
+
+void pg_client_close(struct pg_client *c)
+{
+	if (c->state == PG_CLIENT_CLOSED)
+		return;
+	struct pg *pg = c->pg;
+	enum pg_client_state was = c->state;
+	c->state = PG_CLIENT_CLOSED;
+	if (c->pool) {
+		if (was == PG_CLIENT_WAITING || was == PG_CLIENT_LOGIN)
+			pg_pool_unwait(c->pool, c);
+		if (was != PG_CLIENT_STARTUP)
+			c->pool->nclients--;
+	}
+	if (c->wait_timer)
+		evtimer_del(c->wait_timer);
+	struct pg_server *s = c->server;
+	c->server = NULL;
+	if (s) {
+		s->client = NULL;
+		/* Never hand a server to another client mid-transaction: an open transaction with no
+		 * answer outstanding is rolled back (and a session reset) before reuse; anything
+		 * less clean is closed by pg_pool_release. */
+		const char *reset = c->pool->db->pool_mode == PG_POOL_SESSION ? pg->conf->server_reset_query : NULL;
+		bool quiet = s->pending_sync == 0 && s->relay_remaining == 0 && !c->relay_remaining;
+		if (quiet && (s->tx_status != 'I' || (reset && *reset))) {
+			struct evbuffer *out = bufferevent_get_output(s->bev);
+			s->state = PG_SERVER_RESETTING;
+			if (s->tx_status != 'I') {
+				pg_wire_query(out, "ROLLBACK");
+				s->pending_sync++;
+			}
+			if (reset && *reset) {
+				pg_wire_query(out, reset);
+				s->pending_sync++;
+			}
+		} else {
+			pg_pool_release(c->pool, s, quiet);
+		}
+	}
+	if (c->bev) {
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+	}
+	pg->nclients--;
+	if (c->all_prev)
+		c->all_prev->all_next = c->all_next;
+	else
+		pg->clients = c->all_next;
+	if (c->all_next)
+		c->all_next->all_prev = c->all_prev;
+	c->next = pg->dead_clients;
+	pg->dead_clients = c;
+	pg_pool_reap(pg);
+	pg_maybe_drained(pg);
+}
+
+/* Sends an ErrorResponse and closes after it is written. */
+void pg_client_fail(struct pg_client *c, const char *sqlstate, const char *fmt, ...)
+{
+	if (c->state == PG_CLIENT_CLOSED || !c->bev)
+		return;
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_info(&c->log, "refusing client: %s", msg);
+	metrics_add(metrics_series(c->pg->m_errors, c->pool ? c->pool->name : "", sqlstate), 1);
+	/* write synchronously: the socket is new or idle, the message small */
+	struct evbuffer *out = evbuffer_new();
+	pg_wire_error(out, "FATAL", sqlstate, "%s", msg);
+	struct evbuffer *pending = bufferevent_get_output(c->bev);
+	evbuffer_add_buffer(pending, out);
+	evbuffer_free(out);
+	int fd = bufferevent_getfd(c->bev);
+	evbuffer_unfreeze(pending, 1);
+	evbuffer_write(pending, fd);
+	evbuffer_freeze(pending, 1);
+	pg_client_close(c);
+}
+
+void pg_client_login_done(struct pg_client *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	pg_wire_auth_ok(out);
+	struct pg_pool *p = c->pool;
+	for (size_t i = 0; i < p->params.n; i++) {
+		const char *v = p->params.value[i];
+		if (strcmp(p->params.name[i], "application_name") == 0)
+			v = c->application_name ? c->application_name : "";
+		pg_wire_param(out, p->params.name[i], v);
+	}
+	pg_wire_backend_key(out, c->cancel_pid, c->cancel_key);
+	pg_wire_ready(out, 'I');
+	c->state = PG_CLIENT_IDLE;
+	log_debug(&c->log, "client %s logged in to %s", c->user, c->database);
+	pg_client_process(c);
+}
+
+/* Drops the client's queued request (through its Query or Sync) and answers it with an ERROR and
+ * ReadyForQuery, so the client can retry on the same connection. Returns -1 when the request is
+ * not complete in the buffer (the caller closes the connection instead). */
+static int pg_client_reject_request(struct pg_client *c, const char *sqlstate, const char *msg)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t off = 0, total = evbuffer_get_length(in);
+	while (off + 5 <= total) {
+		unsigned char h[5];
+		struct evbuffer_ptr p;
+		evbuffer_ptr_set(in, &p, off, EVBUFFER_PTR_SET);
+		evbuffer_copyout_from(in, &p, h, 5);
+		uint32_t len = pg_wire_u32(h + 1);
+		if (len < 4 || off + len + 1 > total)
+			return -1;
+		off += (size_t)len + 1;
+		if (h[0] == 'Q' || h[0] == 'S') {
+			evbuffer_drain(in, off);
+			struct evbuffer *out = bufferevent_get_output(c->bev);
+			pg_wire_error(out, "ERROR", sqlstate, "%s", msg);
+			pg_wire_ready(out, 'I');
+			c->state = PG_CLIENT_IDLE;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static void pg_client_on_wait_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_client *c = arg;
+	if (c->state != PG_CLIENT_WAITING)
+		return;
+	char msg[160];
+	snprintf(msg, sizeof(msg), "no server connection became free within query_wait_timeout (%lldms)",
+		 (long long)c->pg->conf->query_wait_timeout);
+	log_info(&c->log, "%s", msg);
+	metrics_add(metrics_series(c->pg->m_errors, c->pool->name, "query_wait_timeout"), 1);
+	pg_pool_unwait(c->pool, c);
+	if (pg_client_reject_request(c, "57014", msg) != 0)
+		pg_client_fail(c, "57014", "%s", msg);
+	else
+		pg_client_process(c); /* a request queued behind it asks for a server again */
+}
+
+/* Relays complete client messages to the linked server; asks the pool for one when needed. */
+void pg_client_process(struct pg_client *c)
+{
+	if (c->state == PG_CLIENT_CLOSED || c->state == PG_CLIENT_STARTUP || c->state == PG_CLIENT_LOGIN ||
+	    c->state == PG_CLIENT_WAITING)
+		return;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct pg_server *s = c->server;
+	if (!s && evbuffer_get_length(in) > 0) {
+		/* Terminate on an idle client needs no server */
+		unsigned char t;
+		evbuffer_copyout(in, &t, 1);
+		if (t == 'X') {
+			pg_client_close(c);
+			return;
+		}
+		if (c->pg->draining) {
+			pg_client_fail(c, "57P01", "tether is shutting down");
+			return;
+		}
+		pg_pool_acquire(c->pool, c);
+		if (c->state == PG_CLIENT_WAITING && c->pg->conf->query_wait_timeout > 0) {
+			int64_t ms = c->pg->conf->query_wait_timeout;
+			struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+			evtimer_add(c->wait_timer, &tv);
+		}
+		return; /* pg_client_linked continues */
+	}
+	if (!s)
+		return;
+	struct evbuffer *to = bufferevent_get_output(s->bev);
+	while (c->relay_remaining > 0 && evbuffer_get_length(in) > 0) {
+		size_t n = evbuffer_get_length(in);
+		if (n > c->relay_remaining)
+			n = c->relay_remaining;
+		evbuffer_remove_buffer(in, to, n);
+		c->relay_remaining -= n;
+		c->pool->bytes_in += n;
+	}
+	while (c->relay_remaining == 0 && evbuffer_get_length(in) >= 5) {
+		unsigned char h[5];
+		evbuffer_copyout(in, h, 5);
+		uint32_t len = pg_wire_u32(h + 1);
+		if (len < 4 || len > c->pg->conf->max_packet_size) {
+			pg_client_fail(c, "08P01", "invalid message length %u (max_packet_size is %llu)", len,
+				       (unsigned long long)c->pg->conf->max_packet_size);
+			return;
+		}
+		switch (h[0]) {
+		case 'X':
+			evbuffer_drain(in, (size_t)len + 1);
+			pg_client_close(c);
+			return;
+		case 'Q':
+			c->pool->queries++;
+			s->pending_sync++;
+			break;
+		case 'S': /* Sync */
+		case 'F': /* FunctionCall */
+			s->pending_sync++;
+			break;
+		case 'P': case 'B': case 'E': case 'D': case 'C': case 'H':
+		case 'd': case 'c': case 'f': case 'p':
+			break;
+		default:
+			pg_client_fail(c, "08P01", "unknown message type 0x%02x", h[0]);
+			return;
+		}
+		size_t n = evbuffer_get_length(in);
+		size_t want = (size_t)len + 1;
+		if (n > want)
+			n = want;
+		evbuffer_remove_buffer(in, to, n);
+		c->relay_remaining = want - n;
+		c->pool->bytes_in += n;
+	}
+	/* the server is slow to take what the client sends (COPY IN): stop reading the client */
+	if (evbuffer_get_length(to) > PG_RELAY_HIGH)
+		bufferevent_disable(c->bev, EV_READ);
+}
+
+void pg_client_linked(struct pg_client *c)
+{
+	if (c->wait_timer)
+		evtimer_del(c->wait_timer);
+	c->state = PG_CLIENT_ACTIVE;
+	pg_client_process(c);
+}
+
+void pg_client_server_gone(struct pg_client *c, const char *why)
+{
+	if (c->state == PG_CLIENT_CLOSED)
+		return;
+	pg_client_fail(c, "08006", "the database server connection was lost: %s", why);
+}
+
+/* The startup packet: SSLRequest / GSSENCRequest get 'N', CancelRequest, or StartupMessage. */
+static void pg_client_startup(struct pg_client *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	while (c->state == PG_CLIENT_STARTUP && evbuffer_get_length(in) >= 8) {
+		unsigned char h[8];
+		evbuffer_copyout(in, h, 8);
+		uint32_t len = pg_wire_u32(h), code = pg_wire_u32(h + 4);
+		if (len < 8 || len > PG_STARTUP_MAX) {
+			pg_client_fail(c, "08P01", "invalid startup packet length %u (at most %d bytes)", len,
+				       PG_STARTUP_MAX);
+			return;
+		}
+		if (evbuffer_get_length(in) < len)
+			return;
+		if (code == PG_SSL_REQUEST || code == PG_GSSENC_REQUEST) {
+			evbuffer_drain(in, len);
+			bufferevent_write(c->bev, "N", 1);
+			continue;
+		}
+		if (code == PG_CANCEL_REQUEST) {
+			/* not forwarded yet: the client sees its query run to the end */
+			evbuffer_drain(in, len);
+			pg_client_close(c);
+			return;
+		}
+		if (code >> 16 != 3) {
+			pg_client_fail(c, "08P01", "unsupported frontend protocol %u.%u: tether speaks 3.0", code >> 16,
+				       code & 0xffff);
+			return;
+		}
+		unsigned char *pkt = evbuffer_pullup(in, len);
+		size_t off = 8;
+		while (off < len && pkt[off]) {
+			const char *k = (const char *)pkt + off;
+			size_t kl = strnlen(k, len - off);
+			if (off + kl + 1 >= len) {
+				pg_client_fail(c, "08P01", "malformed startup packet");
+				return;
+			}
+			const char *v = k + kl + 1;
+			size_t vl = strnlen(v, len - off - kl - 1);
+			if (off + kl + 1 + vl >= len) {
+				pg_client_fail(c, "08P01", "malformed startup packet");
+				return;
+			}
+			if (strcmp(k, "user") == 0) {
+				free(c->user);
+				c->user = strdup(v);
+			} else if (strcmp(k, "database") == 0) {
+				free(c->database);
+				c->database = strdup(v);
+			} else if (strcmp(k, "application_name") == 0) {
+				free(c->application_name);
+				c->application_name = strdup(v);
+			} else if (strcmp(k, "replication") == 0 && strcmp(v, "false") != 0 && strcmp(v, "0") != 0) {
+				pg_client_fail(c, "08P01", "replication connections are not supported by tether");
+				return;
+			}
+			off += kl + 1 + vl + 1;
+		}
+		evbuffer_drain(in, len);
+		if (!c->user || !*c->user) {
+			pg_client_fail(c, "28000", "no PostgreSQL user name specified in startup packet");
+			return;
+		}
+		if (!c->database || !*c->database) {
+			free(c->database);
+			c->database = strdup(c->user);
+		}
+		c->pool = pg_pool_find(c->pg, c->database);
+		if (!c->pool) {
+			pg_client_fail(c, "3D000", "database \"%s\" does not exist in tether's config", c->database);
+			return;
+		}
+		c->pool->nclients++;
+		if (c->pool->db->max_client_conn && c->pool->nclients > (size_t)c->pool->db->max_client_conn) {
+			pg_client_fail(c, "53300", "too many client connections for database \"%s\" (max_client_conn %lld)",
+				       c->database, (long long)c->pool->db->max_client_conn);
+			return;
+		}
+		log_debug(&c->log, "startup: user %s database %s", c->user, c->database);
+		if (c->pool->have_params) {
+			pg_client_login_done(c);
+		} else {
+			c->state = PG_CLIENT_LOGIN;
+			c->next = c->pool->login_head;
+			c->pool->login_head = c;
+			if (c->pool->nconnecting == 0)
+				pg_server_connect(c->pool);
+		}
+		return;
+	}
+}
+
+static void pg_client_on_read(struct bufferevent *bev, void *arg)
+{
+	struct pg_client *c = arg;
+	if (c->state == PG_CLIENT_STARTUP)
+		pg_client_startup(c);
+	else
+		pg_client_process(c);
+}
+
+/* The client took what the server sent: let the server's data flow again. */
+static void pg_client_on_write(struct bufferevent *bev, void *arg)
+{
+	struct pg_client *c = arg;
+	struct pg_server *s = c->server;
+	if (s && s->bev && !(bufferevent_get_enabled(s->bev) & EV_READ)) {
+		bufferevent_enable(s->bev, EV_READ);
+		pg_server_resume(s);
+	}
+}
+
+static void pg_client_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct pg_client *c = arg;
+	log_debug(&c->log, "client went away");
+	pg_client_close(c);
+}
+
+void pg_client_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen, void *arg)
+{
+	struct pg *pg = arg;
+	metrics_add(pg->m_clients_total, 1);
+	if (pg->draining || pg->nclients >= (size_t)pg->conf->max_client_conn) {
+		/* refuse before reading anything: one ErrorResponse, then close */
+		struct evbuffer *b = evbuffer_new();
+		pg_wire_error(b, "FATAL", pg->draining ? "57P01" : "53300", "%s",
+			      pg->draining ? "tether is shutting down" : "too many client connections (max_client_conn)");
+		evbuffer_write(b, fd);
+		evbuffer_free(b);
+		evutil_closesocket(fd);
+		metrics_add(pg->m_refused, 1);
+		return;
+	}
+	struct pg_client *c = calloc(1, sizeof(*c));
+	if (!c) {
+		evutil_closesocket(fd);
+		return;
+	}
+	c->pg = pg;
+	c->id = ++pg->next_id;
+	c->log = (struct log_src){ "pg", c->id };
+	c->state = PG_CLIENT_STARTUP;
+	if (getrandom(&c->cancel_pid, sizeof(c->cancel_pid), 0) != sizeof(c->cancel_pid) ||
+	    getrandom(&c->cancel_key, sizeof(c->cancel_key), 0) != sizeof(c->cancel_key))
+		c->cancel_key = (int32_t)c->id;
+	if (sa->sa_family != AF_UNIX) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	c->bev = bufferevent_socket_new(core_base(pg->core), fd, BEV_OPT_CLOSE_ON_FREE);
+	c->wait_timer = evtimer_new(core_base(pg->core), pg_client_on_wait_timeout, c);
+	pg->nclients++;
+	c->all_next = pg->clients;
+	if (pg->clients)
+		pg->clients->all_prev = c;
+	pg->clients = c;
+	if (!c->bev || !c->wait_timer) {
+		if (!c->bev)
+			evutil_closesocket(fd);
+		pg_client_close(c);
+		return;
+	}
+	bufferevent_setcb(c->bev, pg_client_on_read, pg_client_on_write, pg_client_on_event, c);
+	bufferevent_setwatermark(c->bev, EV_WRITE, PG_RELAY_LOW, 0);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}

@@ -1,0 +1,415 @@
+/* Server connections: connect over TCP or a unix socket directory, log in, then relay what the
+ * server sends to the linked client while tracking ReadyForQuery (transaction boundaries). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <openssl/evp.h>
+
+#include "pg_internal.h"
+
+static void pg_server_md5_hex(const char *a, size_t al, const char *b, size_t bl, char out[33])
+{
+	unsigned char d[16];
+	unsigned int dl = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(ctx, EVP_md5(), NULL);
+	EVP_DigestUpdate(ctx, a, al);
+	EVP_DigestUpdate(ctx, b, bl);
+	EVP_DigestFinal_ex(ctx, d, &dl);
+	EVP_MD_CTX_free(ctx);
+	for (int i = 0; i < 16; i++)
+		snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* "md5" + md5hex(md5hex(password + user) + salt), as PostgreSQL's md5 method wants. */
+static void pg_server_md5_password(const char *user, const char *password, const unsigned char salt[4], char out[36])
+{
+	char inner[33];
+	pg_server_md5_hex(password, strlen(password), user, strlen(user), inner);
+	memcpy(out, "md5", 3);
+	pg_server_md5_hex(inner, 32, (const char *)salt, 4, out + 3);
+}
+
+void pg_server_free(struct pg_server *s)
+{
+	if (s->bev)
+		bufferevent_free(s->bev);
+	if (s->timer)
+		event_free(s->timer);
+	pg_params_clear(&s->params);
+	free(s);
+}
+
+void pg_server_close(struct pg_server *s, const char *why)
+{
+	if (s->state == PG_SERVER_CLOSED)
+		return;
+	struct pg_pool *pool = s->pool;
+	log_info(&s->log, "closing server connection: %s", why);
+	enum pg_server_state was = s->state;
+	s->state = PG_SERVER_CLOSED;
+	if (s->bev) {
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+	}
+	if (s->timer)
+		evtimer_del(s->timer);
+	if (was == PG_SERVER_IDLE) {
+		for (struct pg_server **pp = &pool->idle; *pp; pp = &(*pp)->next) {
+			if (*pp == s) {
+				*pp = s->next;
+				break;
+			}
+		}
+		pool->nidle--;
+	} else if (was == PG_SERVER_ACTIVE || was == PG_SERVER_RESETTING) {
+		pool->nactive--;
+	}
+	struct pg_client *c = s->client;
+	s->client = NULL;
+	pool->nservers--;
+	if (was == PG_SERVER_CONNECTING)
+		pool->nconnecting--;
+	s->next = pool->pg->dead_servers;
+	pool->pg->dead_servers = s;
+	pg_pool_reap(pool->pg);
+	if (c) {
+		c->server = NULL;
+		pg_client_server_gone(c, why);
+	}
+	if (was == PG_SERVER_CONNECTING)
+		pg_pool_server_failed(pool, s, why);
+	pg_maybe_drained(pool->pg);
+}
+
+/* Login: authentication, ParameterStatus, BackendKeyData, up to the first ReadyForQuery. */
+static int pg_server_login_msg(struct pg_server *s, char type, const unsigned char *body, size_t len)
+{
+	const struct pg_conf_db *db = s->pool->db;
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	switch (type) {
+	case 'R': {
+		if (len < 4)
+			return -1;
+		uint32_t code = pg_wire_u32(body);
+		if (code == 0)
+			return 0;
+		if (code == 3) {
+			if (!db->password) {
+				pg_server_close(s, "the server asks for a password and none is configured");
+				return -1;
+			}
+			pg_wire_password(out, db->password);
+			return 0;
+		}
+		if (code == 5 && len >= 8) {
+			if (!db->password) {
+				pg_server_close(s, "the server asks for a password and none is configured");
+				return -1;
+			}
+			char hashed[36];
+			pg_server_md5_password(db->user, db->password, body + 4, hashed);
+			pg_wire_password(out, hashed);
+			return 0;
+		}
+		char why[128];
+		snprintf(why, sizeof(why), "server wants an authentication method tether does not speak yet (%u)",
+			 code);
+		pg_server_close(s, why);
+		return -1;
+	}
+	case 'S': {
+		const char *name = (const char *)body;
+		size_t nl = strnlen(name, len);
+		if (nl + 1 >= len)
+			return -1;
+		const char *value = name + nl + 1;
+		if (strnlen(value, len - nl - 1) == len - nl - 1)
+			return -1;
+		pg_params_set(&s->params, name, value);
+		return 0;
+	}
+	case 'K':
+		if (len < 8)
+			return -1;
+		s->backend_pid = (int32_t)pg_wire_u32(body);
+		s->backend_key = (int32_t)pg_wire_u32(body + 4);
+		return 0;
+	case 'E': {
+		/* M field has the message; it never holds a password */
+		char msg[256] = "login failed";
+		for (size_t i = 0; i < len && body[i];) {
+			char f = (char)body[i++];
+			size_t fl = strnlen((const char *)body + i, len - i);
+			if (f == 'M')
+				snprintf(msg, sizeof(msg), "server refused login: %.*s", (int)fl, body + i);
+			i += fl + 1;
+		}
+		pg_server_close(s, msg);
+		return -1;
+	}
+	case 'Z':
+		s->tx_status = len ? (char)body[0] : 'I';
+		s->state = PG_SERVER_IDLE; /* pg_pool_server_ready files it */
+		s->pool->nconnecting--;
+		log_debug(&s->log, "logged in (backend pid %d)", s->backend_pid);
+		pg_pool_server_ready(s->pool, s);
+		return 0;
+	case 'N':
+	case 'v': /* NegotiateProtocolVersion: we ask for 3.0 only */
+		return 0;
+	default:
+		pg_server_close(s, "unexpected message during login");
+		return -1;
+	}
+}
+
+/* Relays server bytes to the client message by message, without copying bodies. */
+static void pg_server_relay(struct pg_server *s, struct evbuffer *in)
+{
+	struct pg_client *c = s->client;
+	struct evbuffer *to = c && c->bev ? bufferevent_get_output(c->bev) : NULL;
+	while (s->relay_remaining > 0 && evbuffer_get_length(in) > 0) {
+		size_t n = evbuffer_get_length(in);
+		if (n > s->relay_remaining)
+			n = s->relay_remaining;
+		if (to)
+			evbuffer_remove_buffer(in, to, n);
+		else
+			evbuffer_drain(in, n);
+		s->relay_remaining -= n;
+		s->pool->bytes_out += n;
+	}
+	while (s->relay_remaining == 0 && evbuffer_get_length(in) >= 5) {
+		unsigned char h[6];
+		evbuffer_copyout(in, h, 5);
+		uint32_t len = pg_wire_u32(h + 1);
+		if (len < 4) {
+			pg_server_close(s, "protocol error from server");
+			return;
+		}
+		if (h[0] == 'Z' || h[0] == 'S') {
+			/* small messages tether reads: wait until whole */
+			if (evbuffer_get_length(in) < (size_t)len + 1)
+				return;
+			unsigned char body[512];
+			size_t bl = len - 4 < sizeof(body) ? len - 4 : sizeof(body);
+			struct evbuffer_ptr p;
+			evbuffer_ptr_set(in, &p, 5, EVBUFFER_PTR_SET);
+			evbuffer_copyout_from(in, &p, body, bl);
+			if (h[0] == 'S' && bl > 2) {
+				body[bl - 1] = '\0';
+				const char *name = (const char *)body;
+				size_t nl = strnlen(name, bl);
+				if (nl + 1 < bl)
+					pg_params_set(&s->params, name, name + nl + 1);
+			}
+			if (to)
+				evbuffer_remove_buffer(in, to, (size_t)len + 1);
+			else
+				evbuffer_drain(in, (size_t)len + 1);
+			if (h[0] == 'Z') {
+				s->tx_status = (char)body[0];
+				if (s->pending_sync > 0)
+					s->pending_sync--;
+				if (s->state == PG_SERVER_RESETTING) {
+					if (s->pending_sync > 0)
+						continue;
+					pg_pool_release(s->pool, s, true);
+					return;
+				}
+				if (c)
+					c->in_tx = s->tx_status != 'I';
+				if (c && s->pending_sync == 0 && s->tx_status == 'I' &&
+				    s->pool->db->pool_mode == PG_POOL_TRANSACTION) {
+					s->pool->transactions++;
+					c->server = NULL;
+					s->client = NULL;
+					c->state = PG_CLIENT_IDLE;
+					pg_pool_release(s->pool, s, true);
+					/* the client may already have sent its next request */
+					pg_client_process(c);
+					return;
+				}
+			}
+			continue;
+		}
+		/* any other message: forward it; a large one streams as it arrives */
+		size_t n = evbuffer_get_length(in);
+		size_t want = (size_t)len + 1;
+		if (n < want && want <= 64 * 1024)
+			return; /* small: wait for the whole message */
+		if (n > want)
+			n = want;
+		if (to)
+			evbuffer_remove_buffer(in, to, n);
+		else
+			evbuffer_drain(in, n);
+		s->relay_remaining = want - n;
+		s->pool->bytes_out += n;
+	}
+}
+
+void pg_server_resume(struct pg_server *s)
+{
+	if (s->state == PG_SERVER_ACTIVE && s->bev)
+		pg_server_relay(s, bufferevent_get_input(s->bev));
+}
+
+static void pg_server_on_read(struct bufferevent *bev, void *arg)
+{
+	struct pg_server *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	if (s->state == PG_SERVER_CONNECTING) {
+		while (s->state == PG_SERVER_CONNECTING && evbuffer_get_length(in) >= 5) {
+			unsigned char h[5];
+			evbuffer_copyout(in, h, 5);
+			uint32_t len = pg_wire_u32(h + 1);
+			if (len < 4 || len > 1024 * 1024) {
+				pg_server_close(s, "protocol error from server during login");
+				return;
+			}
+			if (evbuffer_get_length(in) < (size_t)len + 1)
+				return;
+			unsigned char *msg = evbuffer_pullup(in, (ssize_t)len + 1);
+			int rc = pg_server_login_msg(s, (char)h[0], msg + 5, len - 4);
+			if (s->state == PG_SERVER_CLOSED)
+				return;
+			evbuffer_drain(in, (size_t)len + 1);
+			if (rc != 0) {
+				pg_server_close(s, "bad login message from server");
+				return;
+			}
+		}
+		if (s->state == PG_SERVER_CONNECTING)
+			return;
+	}
+	if (evbuffer_get_length(in) == 0)
+		return;
+	if (s->state == PG_SERVER_IDLE) {
+		/* an idle server speaking up is closing (admin shutdown, idle timeout): drop it */
+		pg_server_close(s, "server sent data while idle");
+		return;
+	}
+	pg_server_relay(s, in);
+	/* a slow client: stop reading the server until the client catches up */
+	struct pg_client *c = s->state == PG_SERVER_ACTIVE ? s->client : NULL;
+	if (c && c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) > PG_RELAY_HIGH)
+		bufferevent_disable(bev, EV_READ);
+}
+
+/* The server took what the client sent: read the client again. */
+static void pg_server_on_write(struct bufferevent *bev, void *arg)
+{
+	struct pg_server *s = arg;
+	struct pg_client *c = s->client;
+	if (c && c->bev && !(bufferevent_get_enabled(c->bev) & EV_READ)) {
+		bufferevent_enable(c->bev, EV_READ);
+		pg_client_process(c);
+	}
+}
+
+static void pg_server_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct pg_server *s = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		const struct pg_conf_db *db = s->pool->db;
+		pg_wire_startup(bufferevent_get_output(bev), db->user, db->dbname ? db->dbname : db->name, "tether");
+		return;
+	}
+	char why[160];
+	if (what & BEV_EVENT_EOF)
+		snprintf(why, sizeof(why), "server closed the connection");
+	else
+		snprintf(why, sizeof(why), "server connection error: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	pg_server_close(s, why);
+}
+
+static void pg_server_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_server *s = arg;
+	if (s->state == PG_SERVER_CONNECTING)
+		pg_server_close(s, "connect_timeout reached");
+}
+
+struct pg_server *pg_server_connect(struct pg_pool *pool)
+{
+	struct pg *pg = pool->pg;
+	const struct pg_conf_db *db = pool->db;
+	struct pg_server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->pool = pool;
+	s->id = ++pg->next_id;
+	s->log = (struct log_src){ "pg", s->id };
+	s->state = PG_SERVER_CONNECTING;
+	s->created = s->last_used = time(NULL);
+	s->bev = bufferevent_socket_new(core_base(pg->core), -1, BEV_OPT_CLOSE_ON_FREE);
+	s->timer = evtimer_new(core_base(pg->core), pg_server_on_timer, s);
+	pool->nservers++;
+	pool->nconnecting++;
+	if (!s->bev || !s->timer) {
+		pg_server_close(s, "out of memory");
+		return NULL;
+	}
+	bufferevent_setcb(s->bev, pg_server_on_read, pg_server_on_write, pg_server_on_event, s);
+	bufferevent_setwatermark(s->bev, EV_WRITE, PG_RELAY_LOW, 0);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	socklen_t sl;
+	if (db->host[0] == '/') {
+		struct sockaddr_un *un = (struct sockaddr_un *)&ss;
+		un->sun_family = AF_UNIX;
+		snprintf(un->sun_path, sizeof(un->sun_path), "%s/.s.PGSQL.%lld", db->host, (long long)db->port);
+		sl = sizeof(*un);
+	} else {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+		const char *host = strcmp(db->host, "localhost") == 0 ? "127.0.0.1" : db->host;
+		if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+			in->sin_family = AF_INET;
+			in->sin_port = htons((uint16_t)db->port);
+			sl = sizeof(*in);
+		} else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+			in6->sin6_family = AF_INET6;
+			in6->sin6_port = htons((uint16_t)db->port);
+			sl = sizeof(*in6);
+		} else {
+			pg_server_close(s, "host must be an IP address, localhost or a socket directory");
+			return NULL;
+		}
+	}
+	struct timeval tv = { db->connect_timeout / 1000, (db->connect_timeout % 1000) * 1000 };
+	evtimer_add(s->timer, &tv);
+	if (bufferevent_socket_connect(s->bev, (struct sockaddr *)&ss, (int)sl) != 0) {
+		char why[160];
+		snprintf(why, sizeof(why), "connect: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		pg_server_close(s, why);
+		return NULL;
+	}
+	if (db->host[0] != '/') {
+		int one = 1;
+		setsockopt(bufferevent_getfd(s->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	return s;
+}
+
+void pg_server_link(struct pg_server *s, struct pg_client *c)
+{
+	s->client = c;
+	s->state = PG_SERVER_ACTIVE;
+	s->last_used = time(NULL);
+	c->server = s;
+	/* bytes the server sent before (none expected) are relayed now */
+}

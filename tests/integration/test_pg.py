@@ -1,0 +1,275 @@
+"""The PostgreSQL pooler against a real PostgreSQL: both pool modes, waiting, resets, bad input
+and a server that goes away. (Client auth methods other than trust, TLS, SCRAM to the server,
+prepared statements across servers and cancel are not built yet.)"""
+import socket
+import struct
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from httpc import free_port, request
+
+
+def config(postgres, sockdir, port, mode="transaction", pool_size=2, extra="", db_extra=""):
+    return f"""
+admin: {{listen: ["tcp://127.0.0.1:{port}"]}}
+log: {{level: debug}}
+postgres:
+  listen: ["unix://{sockdir}", "tcp://127.0.0.1:{port + 1 if False else free_port()}"]
+  port: 5432
+{extra}
+  databases:
+    appdb:
+      host: {postgres.socket_dir}
+      port: {postgres.port}
+      user: app
+      pool_mode: {mode}
+      pool_size: {pool_size}
+{db_extra}
+"""
+
+
+@pytest.fixture
+def pooler(tetherd, postgres, tmp_path):
+    def start(**kw):
+        sockdir = tmp_path / "pg"
+        admin = free_port()
+        t = tetherd(config(postgres, sockdir, admin, **kw))
+        t.dsn = f"host={sockdir} port=5432 user=app dbname=appdb"
+        t.admin = f"tcp://127.0.0.1:{admin}"
+        t.sockdir = str(sockdir)
+        return t
+    return start
+
+
+def backend_pid(conn):
+    with conn.cursor() as cur:
+        cur.execute("select pg_backend_pid()")
+        return cur.fetchone()[0]
+
+
+def test_queries_through_unix_socket_dir(pooler):
+    t = pooler()
+    with psycopg2.connect(t.dsn) as conn, conn.cursor() as cur:
+        cur.execute("select current_user, current_database(), 1 + 1")
+        assert cur.fetchone() == ("app", "appdb", 2)
+        cur.execute("select repeat('x', 5000000)")  # a large row streams through
+        assert len(cur.fetchone()[0]) == 5000000
+        cur.execute("select null::text, 'é'::text")
+        assert cur.fetchone() == (None, "é")
+
+
+def test_transaction_mode_shares_servers(pooler):
+    t = pooler(pool_size=2)
+    errors = []
+
+    def worker(i):
+        try:
+            conn = psycopg2.connect(t.dsn)
+            for j in range(25):
+                with conn.cursor() as cur:
+                    cur.execute("select %s::int * %s", (i, j))
+                    assert cur.fetchone()[0] == i * j
+                conn.commit()
+            conn.close()
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
+    [th.start() for th in threads]
+    [th.join(60) for th in threads]
+    assert errors == []
+    metrics = request(t.admin, "GET", "/metrics")[2].decode()
+    assert 'tether_pg_servers_idle{pool="appdb"} 2' in metrics
+    assert 'tether_pg_transactions_total{pool="appdb"}' in metrics
+
+
+def test_transaction_holds_its_server_until_commit(pooler):
+    t = pooler(pool_size=1)
+    a = psycopg2.connect(t.dsn)
+    b = psycopg2.connect(t.dsn)
+    pid_a = backend_pid(a)  # opens a transaction: a holds the only server
+    done = threading.Event()
+
+    def run_b():
+        backend_pid(b)
+        done.set()
+
+    th = threading.Thread(target=run_b)
+    th.start()
+    time.sleep(0.5)
+    assert not done.is_set(), "b got a server while a was inside a transaction"
+    a.commit()
+    th.join(10)
+    assert done.is_set()
+    b.commit()
+    assert backend_pid(b) == pid_a  # the same single server, lent in turn
+    a.close()
+    b.close()
+
+
+def test_session_mode_keeps_server_and_resets_it(pooler):
+    t = pooler(mode="session", pool_size=1)
+    a = psycopg2.connect(t.dsn)
+    a.autocommit = True
+    pid = backend_pid(a)
+    with a.cursor() as cur:
+        cur.execute("set application_name = 'leaky'")
+    assert backend_pid(a) == pid
+    a.close()
+    b = psycopg2.connect(t.dsn)
+    b.autocommit = True
+    assert backend_pid(b) == pid  # reused after the reset
+    with b.cursor() as cur:
+        cur.execute("show application_name")
+        assert cur.fetchone()[0] != "leaky"  # DISCARD ALL ran
+    b.close()
+
+
+def test_disconnect_mid_transaction_rolls_back_before_reuse(pooler, postgres):
+    t = pooler(pool_size=1)
+    postgres.query("create table if not exists pooltest (v int)", db="appdb")
+    postgres.query("grant all on pooltest to app", db="appdb")
+    a = psycopg2.connect(t.dsn)
+    with a.cursor() as cur:
+        cur.execute("insert into pooltest values (42)")
+    a.close()  # never committed
+    b = psycopg2.connect(t.dsn)
+    with b.cursor() as cur:
+        cur.execute("select count(*) from pooltest where v = 42")
+        assert cur.fetchone()[0] == 0
+        cur.execute("select txid_current_if_assigned()")
+        assert cur.fetchone()[0] is None  # b started clean, not inside a's transaction
+    b.close()
+
+
+def test_unknown_database_is_3D000(pooler):
+    t = pooler()
+    with pytest.raises(psycopg2.OperationalError) as e:
+        psycopg2.connect(t.dsn.replace("dbname=appdb", "dbname=nope"))
+    assert 'database "nope" does not exist' in str(e.value)
+
+
+def raw_pg(sockdir):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(f"{sockdir}/.s.PGSQL.5432")
+    return s
+
+
+def read_all(s):
+    out = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def test_bad_startup_packets_get_errors_and_others_unaffected(pooler):
+    t = pooler()
+    other = psycopg2.connect(t.dsn)
+    other.autocommit = True
+    for bad in (b"GARBAGE!GARBAGE!", struct.pack("!II", 20000, 196608) + b"x" * 100,
+                struct.pack("!II", 12, 0x00020000) + b"\0\0\0\0"):
+        s = raw_pg(t.sockdir)
+        s.sendall(bad)
+        got = read_all(s)
+        s.close()
+        assert got[:1] == b"E", got[:40]
+        assert b"08P01" in got
+    # SSLRequest gets 'N'
+    s = raw_pg(t.sockdir)
+    s.sendall(struct.pack("!II", 8, 80877103))
+    assert s.recv(1) == b"N"
+    s.close()
+    assert backend_pid(other)
+
+
+def test_unknown_message_type_is_a_protocol_error(pooler):
+    t = pooler()
+    s = raw_pg(t.sockdir)
+    body = struct.pack("!I", 196608) + b"user\0app\0database\0appdb\0\0"
+    s.sendall(struct.pack("!I", len(body) + 4) + body)
+    time.sleep(0.3)
+    s.recv(65536)  # AuthenticationOk ... ReadyForQuery
+    s.sendall(b"Y" + struct.pack("!I", 4))
+    got = read_all(s)
+    assert b"08P01" in got and b"unknown message type" in got
+    s.close()
+
+
+def test_query_wait_timeout(pooler):
+    t = pooler(pool_size=1, extra="  query_wait_timeout: 500ms")
+    a = psycopg2.connect(t.dsn)
+    backend_pid(a)  # holds the server in a transaction
+    b = psycopg2.connect(t.dsn)
+    with pytest.raises(psycopg2.Error) as e:
+        backend_pid(b)
+    assert "query_wait_timeout" in str(e.value)
+    b.rollback()
+    a.commit()
+    assert backend_pid(b)  # the same connection works once a server is free
+    a.close()
+    b.close()
+
+
+def test_server_restart_recovers(pooler, postgres):
+    """Idle clients do not notice a database restart; a client inside a transaction gets an
+    error; the pool reconnects by itself."""
+    t = pooler(pool_size=2)
+    idle = psycopg2.connect(t.dsn)
+    idle.autocommit = True
+    assert backend_pid(idle)
+    in_tx = psycopg2.connect(t.dsn)
+    backend_pid(in_tx)  # opens a transaction, holding a server
+    postgres.restart()
+    with pytest.raises(psycopg2.Error) as e:
+        backend_pid(in_tx)
+    assert "server" in str(e.value)
+    deadline = time.time() + 20
+    while True:  # the pool's idle server died with the restart: the next query gets a new one
+        try:
+            assert backend_pid(idle)
+            break
+        except psycopg2.Error:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
+    fresh = psycopg2.connect(t.dsn)
+    assert backend_pid(fresh)
+    fresh.close()
+    idle.close()
+
+
+def test_copy_in_and_out(pooler, postgres):
+    import io
+    t = pooler()
+    postgres.query("create table if not exists copytest (a int, b text)", db="appdb")
+    postgres.query("grant all on copytest to app", db="appdb")
+    conn = psycopg2.connect(t.dsn)
+    with conn.cursor() as cur:
+        data = "".join(f"{i}\trow {i}\n" for i in range(20000))
+        cur.copy_from(io.StringIO(data), "copytest", columns=("a", "b"))
+        out = io.StringIO()
+        cur.copy_to(out, "copytest")
+        assert out.getvalue().count("\n") >= 20000
+    conn.rollback()
+    conn.close()
+
+
+def test_max_client_conn(pooler):
+    t = pooler(extra="  max_client_conn: 2")
+    a = psycopg2.connect(t.dsn)
+    b = psycopg2.connect(t.dsn)
+    with pytest.raises(psycopg2.OperationalError) as e:
+        psycopg2.connect(t.dsn)
+    assert "too many client connections" in str(e.value)
+    a.close()
+    b.close()
