@@ -9,6 +9,7 @@
 
 #include "core.h"
 #include "pg_conf.h"
+#include "scram.h"
 
 struct bufferevent;
 struct evbuffer;
@@ -72,6 +73,8 @@ struct pg_pool {
 	const struct pg_conf_db *db_boot; /* from the start-up config, which lives until exit */
 	char *name;
 	struct pg_params params; /* from the first server login: what clients are told */
+	struct scram_keys scram_keys; /* from the last SCRAM login: saves PBKDF2 on the next */
+	bool have_scram_keys;
 	bool have_params;
 	struct pg_server *idle;   /* LIFO list of idle servers */
 	struct pg_client *wait_head, *wait_tail; /* FIFO of clients waiting for a server */
@@ -117,6 +120,8 @@ struct pg_server {
 	char tx_status;       /* from the last ReadyForQuery */
 	uint32_t pending_sync; /* Query/Sync sent and not yet answered by ReadyForQuery */
 	size_t relay_remaining; /* bytes of a large message still to forward */
+	struct scram_client scram;
+	bool sasl;             /* a SCRAM exchange started: AuthenticationOk needs its proof */
 	time_t created, last_used;
 	struct event *timer;
 	uint64_t id;

@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <openssl/crypto.h>
 
 #include "pg_internal.h"
 
@@ -40,6 +41,7 @@ void pg_pools_destroy(struct pg *pg)
 		while (p->idle)
 			pg_server_close(p->idle, "shutting down");
 		pg_params_clear(&p->params);
+		OPENSSL_cleanse(&p->scram_keys, sizeof(p->scram_keys));
 		event_free(p->retry_ev);
 		free(p->name);
 	}

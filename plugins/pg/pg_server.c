@@ -42,6 +42,8 @@ static void pg_server_md5_password(const char *user, const char *password, const
 
 void pg_server_free(struct pg_server *s)
 {
+	if (s->sasl)
+		scram_client_deinit(&s->scram);
 	if (s->bev)
 		bufferevent_free(s->bev);
 	if (s->timer)
@@ -92,6 +94,84 @@ void pg_server_close(struct pg_server *s, const char *why)
 	pg_maybe_drained(pool->pg);
 }
 
+static void pg_server_send_sasl(struct pg_server *s, bool initial, const char *data, size_t len)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	size_t mlen = initial ? sizeof(SCRAM_MECHANISM) + 4 : 0;
+	uint32_t total = htonl((uint32_t)(4 + mlen + len));
+	evbuffer_add(out, "p", 1);
+	evbuffer_add(out, &total, 4);
+	if (initial) {
+		uint32_t dl = htonl((uint32_t)len);
+		evbuffer_add(out, SCRAM_MECHANISM, sizeof(SCRAM_MECHANISM));
+		evbuffer_add(out, &dl, 4);
+	}
+	evbuffer_add(out, data, len);
+}
+
+/* SCRAM-SHA-256 (AuthenticationSASL / SASLContinue / SASLFinal), keys cached per pool. */
+static int pg_server_sasl(struct pg_server *s, uint32_t code, const unsigned char *data, size_t len)
+{
+	struct pg_pool *pool = s->pool;
+	const char *out;
+	size_t out_len;
+	char why[160];
+	int rc;
+	if (code == 10) {
+		bool offered = false;
+		for (size_t i = 0; i < len && data[i];) {
+			size_t l = strnlen((const char *)data + i, len - i);
+			if (l == sizeof(SCRAM_MECHANISM) - 1 && memcmp(data + i, SCRAM_MECHANISM, l) == 0)
+				offered = true;
+			i += l + 1;
+		}
+		if (!offered) {
+			pg_server_close(s, "server offers no SASL mechanism tether speaks (SCRAM-SHA-256 only)");
+			return -1;
+		}
+		if (!pool->db->password) {
+			pg_server_close(s, "the server asks for a password and none is configured");
+			return -1;
+		}
+		if (s->sasl) {
+			pg_server_close(s, "server restarted SASL authentication");
+			return -1;
+		}
+		rc = scram_client_init(&s->scram, NULL, pool->db->password);
+		if (rc == SCRAM_OK) {
+			s->sasl = true;
+			if (pool->have_scram_keys)
+				scram_client_set_keys(&s->scram, &pool->scram_keys);
+			rc = scram_client_start(&s->scram, &out, &out_len);
+		}
+		if (rc != SCRAM_OK)
+			goto fail;
+		pg_server_send_sasl(s, true, out, out_len);
+		return 0;
+	}
+	if (!s->sasl) {
+		pg_server_close(s, "SASL message without a SASL exchange");
+		return -1;
+	}
+	if (code == 11) {
+		rc = scram_client_continue(&s->scram, data, len, &out, &out_len);
+		if (rc != SCRAM_OK)
+			goto fail;
+		pg_server_send_sasl(s, false, out, out_len);
+		return 0;
+	}
+	rc = scram_client_finish(&s->scram, data, len);
+	if (rc != SCRAM_OK)
+		goto fail;
+	pool->scram_keys = *scram_client_keys(&s->scram);
+	pool->have_scram_keys = true;
+	return 0;
+fail:
+	snprintf(why, sizeof(why), "SCRAM authentication to the server failed: %s", scram_strerror(rc));
+	pg_server_close(s, why);
+	return -1;
+}
+
 /* Login: authentication, ParameterStatus, BackendKeyData, up to the first ReadyForQuery. */
 static int pg_server_login_msg(struct pg_server *s, char type, const unsigned char *body, size_t len)
 {
@@ -102,8 +182,17 @@ static int pg_server_login_msg(struct pg_server *s, char type, const unsigned ch
 		if (len < 4)
 			return -1;
 		uint32_t code = pg_wire_u32(body);
-		if (code == 0)
+		if (code == 0) {
+			/* after SCRAM, believe AuthenticationOk only once the server proved it knows
+			 * the password (a server that skips SASLFinal could be anyone) */
+			if (s->sasl && !scram_client_verified(&s->scram)) {
+				pg_server_close(s, "server accepted the login without proving it knows the password");
+				return -1;
+			}
 			return 0;
+		}
+		if (code == 10 || code == 11 || code == 12)
+			return pg_server_sasl(s, code, body + 4, len - 4);
 		if (code == 3) {
 			if (!db->password) {
 				pg_server_close(s, "the server asks for a password and none is configured");
@@ -159,6 +248,10 @@ static int pg_server_login_msg(struct pg_server *s, char type, const unsigned ch
 		return -1;
 	}
 	case 'Z':
+		if (s->sasl) {
+			scram_client_deinit(&s->scram); /* wipes what it derived */
+			s->sasl = false;
+		}
 		s->tx_status = len ? (char)body[0] : 'I';
 		s->state = PG_SERVER_IDLE; /* pg_pool_server_ready files it */
 		s->pool->nconnecting--;

@@ -12,7 +12,7 @@ import pytest
 from httpc import free_port, request
 
 
-def config(postgres, sockdir, port, mode="transaction", pool_size=2, extra="", db_extra=""):
+def config(postgres, sockdir, port, mode="transaction", pool_size=2, extra="", db_extra="", server=None):
     return f"""
 admin: {{listen: ["tcp://127.0.0.1:{port}"]}}
 log: {{level: debug}}
@@ -22,7 +22,7 @@ postgres:
 {extra}
   databases:
     appdb:
-      host: {postgres.socket_dir}
+      host: {server or postgres.socket_dir}
       port: {postgres.port}
       user: app
       pool_mode: {mode}
@@ -273,3 +273,25 @@ def test_max_client_conn(pooler):
     assert "too many client connections" in str(e.value)
     a.close()
     b.close()
+
+
+def test_scram_login_to_the_server(pooler, postgres, tetherd_logs):
+    """Over TCP the test server demands SCRAM-SHA-256 from `app`: tether logs in with the
+    password from the environment, and never prints it."""
+    t = pooler(server="127.0.0.1", db_extra="      password: ${PGPW:-app-secret-pw}")
+    for _ in range(3):  # the second and later logins reuse the derived keys
+        conn = psycopg2.connect(t.dsn)
+        conn.autocommit = True
+        assert backend_pid(conn)
+        conn.close()
+    assert "app-secret-pw" not in t.log_text()
+
+
+def test_wrong_server_password_is_a_clear_error(pooler):
+    t = pooler(server="127.0.0.1", db_extra="      password: not-the-password")
+    with pytest.raises(psycopg2.OperationalError) as e:
+        psycopg2.connect(t.dsn)
+    msg = str(e.value)
+    assert "could not connect to the database server" in msg
+    assert "SCRAM authentication to the server failed" in msg or "password authentication failed" in msg
+    assert "not-the-password" not in msg and "not-the-password" not in t.log_text()
