@@ -16,12 +16,8 @@
 #include <event2/event.h>
 
 #include "pg_internal.h"
+#include "startup.h"
 
-#define PG_STARTUP_MAX (10 * 1024)
-#define PG_PROTO_30 196608
-#define PG_SSL_REQUEST 80877103
-#define PG_GSSENC_REQUEST 80877104
-#define PG_CANCEL_REQUEST 80877102
 
 void pg_client_free(struct pg_client *c)
 {
@@ -62,14 +58,17 @@ void pg_client_close(struct pg_client *c)
 		if (quiet && (s->tx_status != 'I' || (reset && *reset))) {
 			struct evbuffer *out = bufferevent_get_output(s->bev);
 			s->state = PG_SERVER_RESETTING;
+			bool ok = true;
 			if (s->tx_status != 'I') {
-				pg_wire_query(out, "ROLLBACK");
+				ok = pgproto_put_query(out, "ROLLBACK") == 0;
 				s->pending_sync++;
 			}
-			if (reset && *reset) {
-				pg_wire_query(out, reset);
+			if (ok && reset && *reset) {
+				ok = pgproto_put_query(out, reset) == 0;
 				s->pending_sync++;
 			}
+			if (!ok)
+				pg_server_close(s, "out of memory while resetting");
 		} else {
 			pg_pool_release(c->pool, s, quiet);
 		}
@@ -119,16 +118,22 @@ void pg_client_fail(struct pg_client *c, const char *sqlstate, const char *fmt, 
 void pg_client_login_done(struct pg_client *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
-	pg_wire_auth_ok(out);
 	struct pg_pool *p = c->pool;
-	for (size_t i = 0; i < p->params.n; i++) {
+	int rc = pgproto_put_auth_ok(out);
+	for (size_t i = 0; rc == 0 && i < p->params.n; i++) {
 		const char *v = p->params.value[i];
 		if (strcmp(p->params.name[i], "application_name") == 0)
 			v = c->application_name ? c->application_name : "";
-		pg_wire_param(out, p->params.name[i], v);
+		rc = pgproto_put_parameter_status(out, p->params.name[i], v);
 	}
-	pg_wire_backend_key(out, c->cancel_pid, c->cancel_key);
-	pg_wire_ready(out, 'I');
+	if (rc == 0)
+		rc = pgproto_put_backend_key_data(out, (uint32_t)c->cancel_pid, (uint32_t)c->cancel_key);
+	if (rc == 0)
+		rc = pgproto_put_ready_for_query(out, 'I');
+	if (rc != 0) {
+		pg_client_close(c);
+		return;
+	}
 	c->state = PG_CLIENT_IDLE;
 	log_debug(&c->log, "client %s logged in to %s", c->user, c->database);
 	pg_client_process(c);
@@ -153,8 +158,8 @@ static int pg_client_reject_request(struct pg_client *c, const char *sqlstate, c
 		if (h[0] == 'Q' || h[0] == 'S') {
 			evbuffer_drain(in, off);
 			struct evbuffer *out = bufferevent_get_output(c->bev);
-			pg_wire_error(out, "ERROR", sqlstate, "%s", msg);
-			pg_wire_ready(out, 'I');
+			if (pgproto_put_error(out, "ERROR", sqlstate, msg) != 0 || pgproto_put_ready_for_query(out, 'I') != 0)
+				return -1;
 			c->state = PG_CLIENT_IDLE;
 			return 0;
 		}
@@ -282,68 +287,39 @@ static void pg_client_startup(struct pg_client *c)
 	while (c->state == PG_CLIENT_STARTUP && evbuffer_get_length(in) >= 8) {
 		unsigned char h[8];
 		evbuffer_copyout(in, h, 8);
-		uint32_t len = pg_wire_u32(h), code = pg_wire_u32(h + 4);
-		if (len < 8 || len > PG_STARTUP_MAX) {
+		uint32_t len = pg_wire_u32(h);
+		if (len < 8 || len > STARTUP_MAX_PACKET) {
 			pg_client_fail(c, "08P01", "invalid startup packet length %u (at most %d bytes)", len,
-				       PG_STARTUP_MAX);
+				       STARTUP_MAX_PACKET);
 			return;
 		}
 		if (evbuffer_get_length(in) < len)
 			return;
-		if (code == PG_SSL_REQUEST || code == PG_GSSENC_REQUEST) {
-			evbuffer_drain(in, len);
+		struct startup st;
+		int rc = startup_parse(evbuffer_pullup(in, len), len, &st);
+		evbuffer_drain(in, len);
+		if (rc != STARTUP_OK) {
+			pg_client_fail(c, startup_sqlstate(rc), "%s", startup_strerror(rc));
+			return;
+		}
+		if (st.kind == STARTUP_KIND_SSL || st.kind == STARTUP_KIND_GSSENC) {
+			startup_deinit(&st);
 			bufferevent_write(c->bev, "N", 1);
 			continue;
 		}
-		if (code == PG_CANCEL_REQUEST) {
+		if (st.kind == STARTUP_KIND_CANCEL) {
 			/* not forwarded yet: the client sees its query run to the end */
-			evbuffer_drain(in, len);
+			startup_deinit(&st);
 			pg_client_close(c);
 			return;
 		}
-		if (code >> 16 != 3) {
-			pg_client_fail(c, "08P01", "unsupported frontend protocol %u.%u: tether speaks 3.0", code >> 16,
-				       code & 0xffff);
+		c->user = strdup(st.user);
+		c->database = strdup(st.database);
+		c->application_name = st.application_name ? strdup(st.application_name) : NULL;
+		startup_deinit(&st);
+		if (!c->user || !c->database) {
+			pg_client_fail(c, "53200", "out of memory");
 			return;
-		}
-		unsigned char *pkt = evbuffer_pullup(in, len);
-		size_t off = 8;
-		while (off < len && pkt[off]) {
-			const char *k = (const char *)pkt + off;
-			size_t kl = strnlen(k, len - off);
-			if (off + kl + 1 >= len) {
-				pg_client_fail(c, "08P01", "malformed startup packet");
-				return;
-			}
-			const char *v = k + kl + 1;
-			size_t vl = strnlen(v, len - off - kl - 1);
-			if (off + kl + 1 + vl >= len) {
-				pg_client_fail(c, "08P01", "malformed startup packet");
-				return;
-			}
-			if (strcmp(k, "user") == 0) {
-				free(c->user);
-				c->user = strdup(v);
-			} else if (strcmp(k, "database") == 0) {
-				free(c->database);
-				c->database = strdup(v);
-			} else if (strcmp(k, "application_name") == 0) {
-				free(c->application_name);
-				c->application_name = strdup(v);
-			} else if (strcmp(k, "replication") == 0 && strcmp(v, "false") != 0 && strcmp(v, "0") != 0) {
-				pg_client_fail(c, "08P01", "replication connections are not supported by tether");
-				return;
-			}
-			off += kl + 1 + vl + 1;
-		}
-		evbuffer_drain(in, len);
-		if (!c->user || !*c->user) {
-			pg_client_fail(c, "28000", "no PostgreSQL user name specified in startup packet");
-			return;
-		}
-		if (!c->database || !*c->database) {
-			free(c->database);
-			c->database = strdup(c->user);
 		}
 		c->pool = pg_pool_find(c->pg, c->database);
 		if (!c->pool) {

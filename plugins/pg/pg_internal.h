@@ -9,6 +9,7 @@
 
 #include "core.h"
 #include "pg_conf.h"
+#include "pgproto.h"
 #include "scram.h"
 
 struct bufferevent;
@@ -127,16 +128,9 @@ struct pg_server {
 	uint64_t id;
 };
 
-/* pg_wire.c: protocol messages tether writes itself */
+/* pg_wire.c (messages are built with pgproto.h) */
 void pg_wire_error(struct evbuffer *out, const char *severity, const char *sqlstate, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
-void pg_wire_auth_ok(struct evbuffer *out);
-void pg_wire_param(struct evbuffer *out, const char *name, const char *value);
-void pg_wire_backend_key(struct evbuffer *out, int32_t pid, int32_t key);
-void pg_wire_ready(struct evbuffer *out, char status);
-void pg_wire_startup(struct evbuffer *out, const char *user, const char *database, const char *application_name);
-void pg_wire_password(struct evbuffer *out, const char *password);
-void pg_wire_query(struct evbuffer *out, const char *sql);
 uint32_t pg_wire_u32(const unsigned char *p);
 void pg_params_set(struct pg_params *p, const char *name, const char *value);
 void pg_params_clear(struct pg_params *p);

@@ -13,32 +13,10 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <openssl/evp.h>
+#include <openssl/crypto.h>
 
+#include "md5auth.h"
 #include "pg_internal.h"
-
-static void pg_server_md5_hex(const char *a, size_t al, const char *b, size_t bl, char out[33])
-{
-	unsigned char d[16];
-	unsigned int dl = 0;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(ctx, EVP_md5(), NULL);
-	EVP_DigestUpdate(ctx, a, al);
-	EVP_DigestUpdate(ctx, b, bl);
-	EVP_DigestFinal_ex(ctx, d, &dl);
-	EVP_MD_CTX_free(ctx);
-	for (int i = 0; i < 16; i++)
-		snprintf(out + 2 * i, 3, "%02x", d[i]);
-}
-
-/* "md5" + md5hex(md5hex(password + user) + salt), as PostgreSQL's md5 method wants. */
-static void pg_server_md5_password(const char *user, const char *password, const unsigned char salt[4], char out[36])
-{
-	char inner[33];
-	pg_server_md5_hex(password, strlen(password), user, strlen(user), inner);
-	memcpy(out, "md5", 3);
-	pg_server_md5_hex(inner, 32, (const char *)salt, 4, out + 3);
-}
 
 void pg_server_free(struct pg_server *s)
 {
@@ -94,21 +72,6 @@ void pg_server_close(struct pg_server *s, const char *why)
 	pg_maybe_drained(pool->pg);
 }
 
-static void pg_server_send_sasl(struct pg_server *s, bool initial, const char *data, size_t len)
-{
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	size_t mlen = initial ? sizeof(SCRAM_MECHANISM) + 4 : 0;
-	uint32_t total = htonl((uint32_t)(4 + mlen + len));
-	evbuffer_add(out, "p", 1);
-	evbuffer_add(out, &total, 4);
-	if (initial) {
-		uint32_t dl = htonl((uint32_t)len);
-		evbuffer_add(out, SCRAM_MECHANISM, sizeof(SCRAM_MECHANISM));
-		evbuffer_add(out, &dl, 4);
-	}
-	evbuffer_add(out, data, len);
-}
-
 /* SCRAM-SHA-256 (AuthenticationSASL / SASLContinue / SASLFinal), keys cached per pool. */
 static int pg_server_sasl(struct pg_server *s, uint32_t code, const unsigned char *data, size_t len)
 {
@@ -146,7 +109,10 @@ static int pg_server_sasl(struct pg_server *s, uint32_t code, const unsigned cha
 		}
 		if (rc != SCRAM_OK)
 			goto fail;
-		pg_server_send_sasl(s, true, out, out_len);
+		if (pgproto_put_sasl_initial_response(bufferevent_get_output(s->bev), SCRAM_MECHANISM, out, out_len) != 0) {
+			pg_server_close(s, "out of memory");
+			return -1;
+		}
 		return 0;
 	}
 	if (!s->sasl) {
@@ -157,7 +123,10 @@ static int pg_server_sasl(struct pg_server *s, uint32_t code, const unsigned cha
 		rc = scram_client_continue(&s->scram, data, len, &out, &out_len);
 		if (rc != SCRAM_OK)
 			goto fail;
-		pg_server_send_sasl(s, false, out, out_len);
+		if (pgproto_put_sasl_response(bufferevent_get_output(s->bev), out, out_len) != 0) {
+			pg_server_close(s, "out of memory");
+			return -1;
+		}
 		return 0;
 	}
 	rc = scram_client_finish(&s->scram, data, len);
@@ -198,7 +167,10 @@ static int pg_server_login_msg(struct pg_server *s, char type, const unsigned ch
 				pg_server_close(s, "the server asks for a password and none is configured");
 				return -1;
 			}
-			pg_wire_password(out, db->password);
+			if (pgproto_put_password(out, db->password) != 0) {
+				pg_server_close(s, "out of memory");
+				return -1;
+			}
 			return 0;
 		}
 		if (code == 5 && len >= 8) {
@@ -206,9 +178,17 @@ static int pg_server_login_msg(struct pg_server *s, char type, const unsigned ch
 				pg_server_close(s, "the server asks for a password and none is configured");
 				return -1;
 			}
-			char hashed[36];
-			pg_server_md5_password(db->user, db->password, body + 4, hashed);
-			pg_wire_password(out, hashed);
+			char hashed[MD5AUTH_BUFSIZE];
+			if (md5auth_response(db->password, db->user, body + 4, hashed) != MD5AUTH_OK) {
+				pg_server_close(s, "cannot compute the md5 password response");
+				return -1;
+			}
+			int prc = pgproto_put_password(out, hashed);
+			OPENSSL_cleanse(hashed, sizeof(hashed));
+			if (prc != 0) {
+				pg_server_close(s, "out of memory");
+				return -1;
+			}
 			return 0;
 		}
 		char why[128];
@@ -417,7 +397,10 @@ static void pg_server_on_event(struct bufferevent *bev, short what, void *arg)
 	struct pg_server *s = arg;
 	if (what & BEV_EVENT_CONNECTED) {
 		const struct pg_conf_db *db = s->pool->db;
-		pg_wire_startup(bufferevent_get_output(bev), db->user, db->dbname ? db->dbname : db->name, "tether");
+		const char *kv[] = { "user", db->user, "database", db->dbname ? db->dbname : db->name,
+				     "application_name", "tether", NULL };
+		if (pgproto_put_startup(bufferevent_get_output(bev), kv) != 0)
+			pg_server_close(s, "out of memory");
 		return;
 	}
 	char why[160];

@@ -176,14 +176,16 @@ def test_bad_startup_packets_get_errors_and_others_unaffected(pooler):
     t = pooler()
     other = psycopg2.connect(t.dsn)
     other.autocommit = True
-    for bad in (b"GARBAGE!GARBAGE!", struct.pack("!II", 20000, 196608) + b"x" * 100,
-                struct.pack("!II", 12, 0x00020000) + b"\0\0\0\0"):
+    for bad, code in ((b"GARBAGE!GARBAGE!", b"08P01"),
+                      (struct.pack("!II", 20000, 196608) + b"x" * 100, b"08P01"),
+                      (struct.pack("!II", 16, 196608) + b"user\0app", b"08P01"),  # unterminated
+                      (struct.pack("!II", 12, 0x00020000) + b"\0\0\0\0", b"0A000")):  # protocol 2
         s = raw_pg(t.sockdir)
         s.sendall(bad)
         got = read_all(s)
         s.close()
         assert got[:1] == b"E", got[:40]
-        assert b"08P01" in got
+        assert code in got, got
     # SSLRequest gets 'N'
     s = raw_pg(t.sockdir)
     s.sendall(struct.pack("!II", 8, 80877103))
