@@ -42,7 +42,7 @@ fi
 if command -v pg_config >/dev/null; then :; fi
 
 # npm modules for the official-client tests (tests/node), installed from the lock file.
-if [[ -f tests/node/package.json ]]; then
+if [[ -f tests/node/package-lock.json ]]; then
   if [[ ! -d tests/node/node_modules ]] || [[ tests/node/package-lock.json -nt tests/node/node_modules/.stamp ]]; then
     echo "deps: npm ci in tests/node"
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.stamp)

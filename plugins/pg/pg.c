@@ -42,7 +42,15 @@ static void *pg_init(struct core *core, const void *conf)
 	pg->m_refused = metrics_series(metrics_counter(m, "pg_client_refused_total",
 						      "Client connections refused at accept (limits, draining).", NULL));
 	pg->m_errors = metrics_counter(m, "pg_errors_total", "Errors by pool and SQLSTATE or kind.", "pool,kind");
+	char err[512];
+	if (pg_auth_load(&pg->auth, &pg->conf->auth, err, sizeof(err)) != 0) {
+		log_error(&pg->log, "postgres.auth: %s", err);
+		pg_auth_free(&pg->auth);
+		free(pg);
+		return NULL;
+	}
 	if (pg_pools_create(pg) != 0) {
+		pg_auth_free(&pg->auth);
 		free(pg);
 		return NULL;
 	}
@@ -93,6 +101,15 @@ static void pg_reload(void *inst, const void *conf)
 				p->db = d;
 		}
 	}
+	struct pg_auth fresh;
+	char err[512];
+	if (pg_auth_load(&fresh, &nc->auth, err, sizeof(err)) != 0) {
+		log_error(&pg->log, "postgres.auth: %s; keeping the users loaded before", err);
+		pg_auth_free(&fresh);
+	} else {
+		pg_auth_free(&pg->auth);
+		pg->auth = fresh;
+	}
 	pg->conf = conf;
 }
 
@@ -134,6 +151,7 @@ static void pg_stop(void *inst)
 	}
 	pg_pools_destroy(pg);
 	pg_pool_reap_now(pg);
+	pg_auth_free(&pg->auth);
 	free(pg);
 }
 

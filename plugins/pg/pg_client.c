@@ -14,13 +14,17 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <openssl/rand.h>
 
 #include "pg_internal.h"
+#include "md5auth.h"
 #include "startup.h"
 
 
 void pg_client_free(struct pg_client *c)
 {
+	if (c->scram_active)
+		scram_server_deinit(&c->scram);
 	if (c->bev)
 		bufferevent_free(c->bev);
 	if (c->wait_timer)
@@ -280,6 +284,9 @@ void pg_client_server_gone(struct pg_client *c, const char *why)
 	pg_client_fail(c, "08006", "the database server connection was lost: %s", why);
 }
 
+static void pg_client_auth_begin(struct pg_client *c);
+static void pg_client_authenticated(struct pg_client *c);
+
 /* The startup packet: SSLRequest / GSSENCRequest get 'N', CancelRequest, or StartupMessage. */
 static void pg_client_startup(struct pg_client *c)
 {
@@ -333,15 +340,131 @@ static void pg_client_startup(struct pg_client *c)
 			return;
 		}
 		log_debug(&c->log, "startup: user %s database %s", c->user, c->database);
-		if (c->pool->have_params) {
-			pg_client_login_done(c);
-		} else {
-			c->state = PG_CLIENT_LOGIN;
-			c->next = c->pool->login_head;
-			c->pool->login_head = c;
-			if (c->pool->nconnecting == 0)
-				pg_server_connect(c->pool);
+		pg_client_auth_begin(c);
+		return;
+	}
+}
+
+/* Authenticated (or trusted): finish logging in once the pool knows the server parameters. */
+static void pg_client_authenticated(struct pg_client *c)
+{
+	if (c->pool->have_params) {
+		pg_client_login_done(c);
+		return;
+	}
+	c->state = PG_CLIENT_LOGIN;
+	c->next = c->pool->login_head;
+	c->pool->login_head = c;
+	if (c->pool->nconnecting == 0)
+		pg_server_connect(c->pool);
+}
+
+static void pg_client_auth_failed(struct pg_client *c)
+{
+	/* the same words whatever went wrong: unknown user, wrong password, malformed exchange */
+	pg_client_fail(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+}
+
+static void pg_client_auth_begin(struct pg_client *c)
+{
+	const struct pg_conf_auth *ac = &c->pg->conf->auth;
+	int method = c->unix_socket ? ac->unix_method : ac->method;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	if (method == PG_AUTH_TRUST) {
+		pg_client_authenticated(c);
+		return;
+	}
+	c->state = PG_CLIENT_AUTH;
+	c->auth_step = 0;
+	const struct pg_auth_user *u = pg_auth_find(&c->pg->auth, c->user);
+	int rc;
+	if (method == PG_AUTH_MD5) {
+		if (RAND_bytes(c->md5_salt, 4) != 1 || pgproto_put_auth_md5(out, c->md5_salt) != 0) {
+			pg_client_close(c);
+			return;
 		}
+		return;
+	}
+	/* SCRAM: an unknown user, or one stored only as an md5 hash, goes through a mock exchange */
+	if (u && u->have_verifier)
+		rc = scram_server_init(&c->scram, &u->verifier);
+	else
+		rc = scram_server_init_mock(&c->scram, c->user, c->pg->auth.mock_secret,
+					    sizeof(c->pg->auth.mock_secret));
+	if (rc != SCRAM_OK) {
+		pg_client_fail(c, "XX000", "cannot start SCRAM authentication: %s", scram_strerror(rc));
+		return;
+	}
+	c->scram_active = true;
+	static const char *const mechs[] = { SCRAM_MECHANISM, NULL };
+	if (pgproto_put_auth_sasl(out, mechs) != 0)
+		pg_client_close(c);
+}
+
+/* PasswordMessage / SASLInitialResponse / SASLResponse during authentication. */
+static void pg_client_auth_read(struct pg_client *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	while (c->state == PG_CLIENT_AUTH && evbuffer_get_length(in) >= 5) {
+		unsigned char h[5];
+		evbuffer_copyout(in, h, 5);
+		uint32_t len = pg_wire_u32(h + 1);
+		if (h[0] != 'p' || len < 4 || len > 8192) {
+			if (h[0] == 'X') {
+				pg_client_close(c);
+				return;
+			}
+			pg_client_fail(c, "08P01", "expected a password message during authentication");
+			return;
+		}
+		if (evbuffer_get_length(in) < (size_t)len + 1)
+			return;
+		unsigned char *m = evbuffer_pullup(in, (ssize_t)len + 1) + 5;
+		size_t ml = len - 4;
+		const char *reply;
+		size_t reply_len;
+		int rc;
+		if (c->scram_active && c->auth_step == 0) {
+			/* SASLInitialResponse: mechanism\0, int32 length, client-first-message */
+			size_t nl = strnlen((const char *)m, ml);
+			if (nl + 5 > ml || strcmp((const char *)m, SCRAM_MECHANISM) != 0 ||
+			    pg_wire_u32(m + nl + 1) != ml - nl - 5) {
+				evbuffer_drain(in, (size_t)len + 1);
+				pg_client_fail(c, "08P01", "malformed SASLInitialResponse (tether offers SCRAM-SHA-256)");
+				return;
+			}
+			rc = scram_server_first(&c->scram, m + nl + 5, ml - nl - 5, &reply, &reply_len);
+			evbuffer_drain(in, (size_t)len + 1);
+			if (rc != SCRAM_OK || pgproto_put_auth_sasl_continue(out, reply, reply_len) != 0) {
+				pg_client_auth_failed(c);
+				return;
+			}
+			c->auth_step = 1;
+			continue;
+		}
+		if (c->scram_active) {
+			rc = scram_server_final(&c->scram, m, ml, &reply, &reply_len);
+			evbuffer_drain(in, (size_t)len + 1);
+			if (rc != SCRAM_OK || pgproto_put_auth_sasl_final(out, reply, reply_len) != 0) {
+				pg_client_auth_failed(c);
+				return;
+			}
+			scram_server_deinit(&c->scram);
+			c->scram_active = false;
+			pg_client_authenticated(c);
+			return;
+		}
+		/* md5: the response is a NUL-terminated "md5<hex>" */
+		const struct pg_auth_user *u = pg_auth_find(&c->pg->auth, c->user);
+		bool ok = u && strnlen((const char *)m, ml) < ml &&
+			  md5auth_verify(u->secret, c->user, c->md5_salt, (const char *)m) == MD5AUTH_OK;
+		evbuffer_drain(in, (size_t)len + 1);
+		if (!ok) {
+			pg_client_auth_failed(c);
+			return;
+		}
+		pg_client_authenticated(c);
 		return;
 	}
 }
@@ -351,6 +474,8 @@ static void pg_client_on_read(struct bufferevent *bev, void *arg)
 	struct pg_client *c = arg;
 	if (c->state == PG_CLIENT_STARTUP)
 		pg_client_startup(c);
+	else if (c->state == PG_CLIENT_AUTH)
+		pg_client_auth_read(c);
 	else
 		pg_client_process(c);
 }
@@ -397,6 +522,7 @@ void pg_client_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen, 
 	c->id = ++pg->next_id;
 	c->log = (struct log_src){ "pg", c->id };
 	c->state = PG_CLIENT_STARTUP;
+	c->unix_socket = sa->sa_family == AF_UNIX;
 	if (getrandom(&c->cancel_pid, sizeof(c->cancel_pid), 0) != sizeof(c->cancel_pid) ||
 	    getrandom(&c->cancel_key, sizeof(c->cancel_key), 0) != sizeof(c->cancel_key))
 		c->cancel_key = (int32_t)c->id;

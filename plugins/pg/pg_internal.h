@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "core.h"
+#include "pg_auth.h"
 #include "pg_conf.h"
 #include "pgproto.h"
 #include "scram.h"
@@ -30,6 +31,7 @@ struct pg_params {
 
 enum pg_client_state {
 	PG_CLIENT_STARTUP,  /* reading the startup packet / SSLRequest */
+	PG_CLIENT_AUTH,     /* proving who it is (md5 or SCRAM exchange) */
 	PG_CLIENT_LOGIN,    /* waiting for the pool's first server to learn server parameters */
 	PG_CLIENT_IDLE,     /* logged in, no server linked (pool->idle_clients not tracked) */
 	PG_CLIENT_WAITING,  /* has a request queued for a server (on pool->waiting) */
@@ -63,6 +65,7 @@ struct pg {
 	struct event *reap_ev;
 	struct pg_client *dead_clients;
 	struct pg_client *clients; /* every open client (all_next/all_prev) */
+	struct pg_auth auth;
 	struct pg_server *dead_servers;
 	struct metric_series *m_clients_total, *m_refused;
 	struct metric *m_errors;
@@ -103,7 +106,11 @@ struct pg_client {
 	int32_t cancel_pid, cancel_key;
 	struct timespec wait_start;
 	struct event *wait_timer;
-	bool terminate_seen;
+	bool unix_socket;
+	int auth_step; /* 0: waiting for the first password message, 1: SCRAM client-final */
+	struct scram_server scram;
+	bool scram_active;
+	uint8_t md5_salt[4];
 	bool in_tx; /* last ReadyForQuery said T or E */
 	size_t relay_remaining; /* bytes of a large message still to forward */
 	uint64_t id;

@@ -297,3 +297,76 @@ def test_wrong_server_password_is_a_clear_error(pooler):
     assert "could not connect to the database server" in msg
     assert "SCRAM authentication to the server failed" in msg or "password authentication failed" in msg
     assert "not-the-password" not in msg and "not-the-password" not in t.log_text()
+
+
+def scram_verifier(password, salt=b"0123456789abcdef", iterations=4096):
+    import base64
+    import hashlib
+    import hmac
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored = hashlib.sha256(client_key).digest()
+    server = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored)}:{b64(server)}"
+
+
+def test_client_auth_scram_and_md5(tetherd, postgres, tmp_path):
+    users_file = tmp_path / "users.txt"
+    users_file.write_text('; PgBouncer format\n"filed" "file-pw-123"\n"quo""ted" "x"\n')
+    sockdir = tmp_path / "pga"
+    tcp = free_port()
+    t = tetherd(f"""
+admin: {{listen: ["tcp://127.0.0.1:{free_port()}"]}}
+postgres:
+  listen: ["unix://{sockdir}", "tcp://127.0.0.1:{tcp}"]
+  auth:
+    method: scram-sha-256
+    unix_method: md5
+    users_file: {users_file}
+    users:
+      alice: {{password: "alice-pw-456"}}
+      bob: {{password: "{scram_verifier('bob-pw-789')}"}}
+  databases:
+    appdb: {{host: {postgres.socket_dir}, port: {postgres.port}, user: app}}
+""")
+    tcp_dsn = f"host=127.0.0.1 port={tcp} dbname=appdb"
+    for user, pw in (("alice", "alice-pw-456"), ("bob", "bob-pw-789"), ("filed", "file-pw-123")):
+        conn = psycopg2.connect(f"{tcp_dsn} user={user} password={pw}")
+        conn.autocommit = True
+        assert backend_pid(conn)
+        conn.close()
+    # md5 on the unix socket (bob is stored as a SCRAM verifier: md5 cannot check it)
+    conn = psycopg2.connect(f"host={sockdir} port=5432 dbname=appdb user=alice password=alice-pw-456")
+    conn.close()
+    errors = []
+    for dsn in (f"{tcp_dsn} user=alice password=wrong", f"{tcp_dsn} user=nobody password=x",
+                f"host={sockdir} port=5432 dbname=appdb user=alice password=wrong"):
+        with pytest.raises(psycopg2.OperationalError) as e:
+            psycopg2.connect(dsn)
+        errors.append(str(e.value))
+    assert all("password authentication failed for user" in m for m in errors), errors
+    # an unknown user reads exactly like a wrong password
+    assert errors[1].replace("nobody", "alice") == errors[0]
+    log = t.log_text()
+    for secret in ("alice-pw-456", "bob-pw-789", "file-pw-123"):
+        assert secret not in log
+
+
+def test_bad_users_file_is_a_clear_start_error(tetherd, postgres, tmp_path):
+    import subprocess
+    from conftest import tetherd_binary
+    users_file = tmp_path / "users.txt"
+    users_file.write_text('"ok" "pw"\nnot quoted at all\n')
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(f"""
+admin: {{listen: ["tcp://127.0.0.1:{free_port()}"]}}
+postgres:
+  listen: ["unix://{tmp_path}/s"]
+  auth: {{method: scram-sha-256, users_file: {users_file}}}
+  databases:
+    appdb: {{host: {postgres.socket_dir}, port: {postgres.port}, user: app}}
+""")
+    r = subprocess.run([tetherd_binary(), "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert f"users_file {users_file}:2: expected" in r.stderr
