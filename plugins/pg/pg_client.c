@@ -315,7 +315,7 @@ static void pg_client_startup(struct pg_client *c)
 			continue;
 		}
 		if (st.kind == STARTUP_KIND_CANCEL) {
-			/* not forwarded yet: the client sees its query run to the end */
+			pg_cancel(c->pg, st.cancel_pid, st.cancel_key);
 			startup_deinit(&st);
 			pg_client_close(c);
 			return;

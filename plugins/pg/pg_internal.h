@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "core.h"
@@ -157,12 +158,16 @@ void pg_pool_reap(struct pg *pg);
 void pg_pool_reap_now(struct pg *pg);
 
 /* pg_server.c */
+int pg_server_address(const struct pg_conf_db *db, struct sockaddr_storage *ss, socklen_t *sl);
 struct pg_server *pg_server_connect(struct pg_pool *pool);
 void pg_server_close(struct pg_server *s, const char *why);
 void pg_server_link(struct pg_server *s, struct pg_client *c);
 void pg_server_free(struct pg_server *s);
 /* The linked client drained: relay what the server sent meanwhile. */
 void pg_server_resume(struct pg_server *s);
+
+/* pg_cancel.c: forwards a CancelRequest to the backend serving that client now */
+void pg_cancel(struct pg *pg, uint32_t pid, uint32_t key);
 
 /* pg_client.c */
 void pg_client_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen, void *arg);

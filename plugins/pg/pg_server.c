@@ -418,6 +418,35 @@ static void pg_server_on_timer(evutil_socket_t fd, short what, void *arg)
 		pg_server_close(s, "connect_timeout reached");
 }
 
+/* The server's socket address: a unix socket in the `host` directory, or an IP address. */
+int pg_server_address(const struct pg_conf_db *db, struct sockaddr_storage *ss, socklen_t *sl)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (db->host[0] == '/') {
+		struct sockaddr_un *un = (struct sockaddr_un *)ss;
+		un->sun_family = AF_UNIX;
+		snprintf(un->sun_path, sizeof(un->sun_path), "%s/.s.PGSQL.%lld", db->host, (long long)db->port);
+		*sl = sizeof(*un);
+		return 0;
+	}
+	struct sockaddr_in *in = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	const char *host = strcmp(db->host, "localhost") == 0 ? "127.0.0.1" : db->host;
+	if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16_t)db->port);
+		*sl = sizeof(*in);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)db->port);
+		*sl = sizeof(*in6);
+		return 0;
+	}
+	return -1;
+}
+
 struct pg_server *pg_server_connect(struct pg_pool *pool)
 {
 	struct pg *pg = pool->pg;
@@ -442,29 +471,10 @@ struct pg_server *pg_server_connect(struct pg_pool *pool)
 	bufferevent_setwatermark(s->bev, EV_WRITE, PG_RELAY_LOW, 0);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof(ss));
 	socklen_t sl;
-	if (db->host[0] == '/') {
-		struct sockaddr_un *un = (struct sockaddr_un *)&ss;
-		un->sun_family = AF_UNIX;
-		snprintf(un->sun_path, sizeof(un->sun_path), "%s/.s.PGSQL.%lld", db->host, (long long)db->port);
-		sl = sizeof(*un);
-	} else {
-		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-		const char *host = strcmp(db->host, "localhost") == 0 ? "127.0.0.1" : db->host;
-		if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
-			in->sin_family = AF_INET;
-			in->sin_port = htons((uint16_t)db->port);
-			sl = sizeof(*in);
-		} else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-			in6->sin6_family = AF_INET6;
-			in6->sin6_port = htons((uint16_t)db->port);
-			sl = sizeof(*in6);
-		} else {
-			pg_server_close(s, "host must be an IP address, localhost or a socket directory");
-			return NULL;
-		}
+	if (pg_server_address(db, &ss, &sl) != 0) {
+		pg_server_close(s, "host must be an IP address, localhost or a socket directory");
+		return NULL;
 	}
 	struct timeval tv = { db->connect_timeout / 1000, (db->connect_timeout % 1000) * 1000 };
 	evtimer_add(s->timer, &tv);

@@ -10,23 +10,11 @@
 
 const char *pgproto_strerror(int rc)
 {
-	switch (rc) {
-	case PGPROTO_OK:
-		return "ok";
-	case PGPROTO_INCOMPLETE:
+	static const char *const msgs[] = { "ok", "invalid message length (too short)", "message longer than max_packet_size",
+					    "malformed message", "unexpected message type", "out of memory" };
+	if (rc == PGPROTO_INCOMPLETE)
 		return "incomplete message";
-	case PGPROTO_ERR_SHORT:
-		return "invalid message length (too short)";
-	case PGPROTO_ERR_LONG:
-		return "message longer than max_packet_size";
-	case PGPROTO_ERR_MALFORMED:
-		return "malformed message";
-	case PGPROTO_ERR_TYPE:
-		return "unexpected message type";
-	case PGPROTO_ERR_NOMEM:
-		return "out of memory";
-	}
-	return "unknown error";
+	return rc <= 0 && rc >= PGPROTO_ERR_NOMEM ? msgs[-rc] : "unknown error";
 }
 
 static uint32_t pgproto_be32(const uint8_t *p)
@@ -585,31 +573,12 @@ int pgproto_parse_notice(const uint8_t *msg, size_t len, uint8_t type, struct pg
 	if (!n->buf)
 		return PGPROTO_ERR_NOMEM;
 	memcpy(n->buf, msg + 5, n->buf_len);
-	for (size_t off = 0; n->buf[off];) {
-		uint8_t code = (uint8_t)n->buf[off];
-		const char *s = n->buf + off + 1;
-		switch (code) {
-		case 'S':
-			n->severity = s;
-			break;
-		case 'V':
-			n->severity_nl = s;
-			break;
-		case 'C':
-			n->sqlstate = s;
-			break;
-		case 'M':
-			n->message = s;
-			break;
-		case 'D':
-			n->detail = s;
-			break;
-		case 'H':
-			n->hint = s;
-			break;
-		}
-		off += 1 + strlen(s) + 1;
-	}
+	n->severity = pgproto_notice_field(n, 'S');
+	n->severity_nl = pgproto_notice_field(n, 'V');
+	n->sqlstate = pgproto_notice_field(n, 'C');
+	n->message = pgproto_notice_field(n, 'M');
+	n->detail = pgproto_notice_field(n, 'D');
+	n->hint = pgproto_notice_field(n, 'H');
 	return PGPROTO_OK;
 }
 

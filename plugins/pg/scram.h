@@ -140,7 +140,9 @@ struct scram_server {
 };
 
 int scram_server_init(struct scram_server *s, const struct scram_verifier *v) SCRAM_WUR;
-/* For users stored with a plaintext password: a verifier with a random salt, derived now. */
+/* For users stored with a plaintext password: a verifier with a random salt, derived now (4096
+ * PBKDF2 rounds, about a millisecond; derive once at load with scram_verifier_from_password where
+ * the caller can). */
 int scram_server_init_password(struct scram_server *s, const char *password) SCRAM_WUR;
 /* For unknown users, so they cannot be told from known ones: the salt is derived from the user
  * name and `secret` (random, kept for the life of the process by the caller; NULL gives a random

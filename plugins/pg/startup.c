@@ -47,8 +47,8 @@ static int startup_scan(const uint8_t *body, size_t n, size_t *pairs)
 		if (!nul)
 			return STARTUP_ERR_UNTERMINATED;
 		off = (size_t)(nul - body) + 1;
-		/* Only the list terminator left (or nothing): the key has no value. */
-		if (off >= n - 1)
+		/* Nothing, or only the list terminator, left: the key has no value. */
+		if (off == n || (off == n - 1 && body[off] == 0))
 			return STARTUP_ERR_ODD_PAIRS;
 		nul = memchr(body + off, 0, n - off);
 		if (!nul)

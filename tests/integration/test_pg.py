@@ -370,3 +370,39 @@ postgres:
     r = subprocess.run([tetherd_binary(), "-c", str(cfg)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1
     assert f"users_file {users_file}:2: expected" in r.stderr
+
+
+def test_cancel_reaches_the_clients_own_query(pooler):
+    t = pooler(pool_size=2)
+    victim = psycopg2.connect(t.dsn)
+    bystander = psycopg2.connect(t.dsn)
+    results = {}
+
+    def run(name, conn, sql):
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+            results[name] = "ok"
+        except psycopg2.Error as e:
+            results[name] = type(e).__name__
+        conn.rollback()
+
+    a = threading.Thread(target=run, args=("victim", victim, "select pg_sleep(10)"))
+    b = threading.Thread(target=run, args=("bystander", bystander, "select pg_sleep(1.5)"))
+    a.start()
+    b.start()
+    time.sleep(0.5)
+    start = time.time()
+    victim.cancel()  # a CancelRequest with the key tether gave this client
+    a.join(10)
+    b.join(10)
+    assert results["victim"] == "QueryCanceled"
+    assert time.time() - start < 5
+    assert results["bystander"] == "ok"  # the other client's query was not touched
+    # a cancel with a key nobody has does nothing
+    s = raw_pg(t.sockdir)
+    s.sendall(struct.pack("!IIII", 16, 80877102, 1, 2))
+    s.close()
+    assert backend_pid(victim) and backend_pid(bystander)
+    victim.close()
+    bystander.close()

@@ -554,6 +554,7 @@ static void test_startup(void)
 		{ BODY(""), STARTUP_ERR_UNTERMINATED, "empty list" },
 		{ BODY("user\0bob\0database\0\0"), STARTUP_ERR_ODD_PAIRS, "key without a value" },
 		{ BODY("user\0"), STARTUP_ERR_ODD_PAIRS, "key at the end" },
+		{ BODY("user\0x"), STARTUP_ERR_UNTERMINATED, "one-byte unterminated value" },
 		{ BODY("user\0bob\0\0x"), STARTUP_ERR_TRAILING, "bytes after the terminator" },
 		{ BODY("user\0bob\0replication\0true\0\0"), STARTUP_ERR_REPLICATION, "physical replication" },
 		{ BODY("user\0bob\0replication\0database\0\0"), STARTUP_ERR_REPLICATION, "logical replication" },
