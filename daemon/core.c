@@ -24,6 +24,11 @@ struct http_server *core_http(struct core *c)
 	return c->http;
 }
 
+struct http_server *core_admin(struct core *c)
+{
+	return c->admin;
+}
+
 static int core_listener_add(struct core *c, struct listener *l, const char *owner)
 {
 	struct core_listener *n = realloc(c->listeners, (c->nlisteners + 1) * sizeof(*n));

@@ -1,5 +1,5 @@
 /* What the core exposes to plugins: the event base, listener hand-off, HTTP route mounting,
- * metrics registration and logging. Plugins see nothing else of the daemon. */
+ * metrics registration, logging and the admin endpoint's routes. Plugins see nothing else of the daemon. */
 #ifndef TETHER_CORE_H
 #define TETHER_CORE_H
 
@@ -47,5 +47,7 @@ int core_listen(struct core *c, const char *owner, const struct core_listen_conf
 /* The HTTP server behind http.listen, where plugins mount their routes; NULL when the config
  * has no `http` section (a plugin that needs it reports that as a start error). */
 struct http_server *core_http(struct core *c);
+/* The admin endpoint's server, where plugins mount their /admin/<name> routes at start. */
+struct http_server *core_admin(struct core *c);
 
 #endif
