@@ -15,6 +15,8 @@ PG_DIR="$DEV/pg"                   # socket directory; the cluster is in $PG_DIR
 REDIS_PORT=${REDIS_PORT:-56379}
 REDIS_SOCK="$DEV/redis.sock"
 PUBSUB_PORT=${PUBSUB_PORT:-58085}
+STORAGE_PORT=${STORAGE_PORT:-58086}
+METADATA_PORT=${METADATA_PORT:-8091}
 PUBSUB_PROJECT=${PUBSUB_PROJECT:-tether-dev}
 EMULATOR=/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator
 APP_USER=app
@@ -187,15 +189,16 @@ start_pubsub() {
 }
 
 # --- fakes for Google services without an emulator (tests/fakes/*.py) ----------------------
-# >>> FAKES: start each fake here with start_proc (its pid file makes stop/status handle it),
-# add its port above, its variables to write_env, and a line to summary. For example:
-#   STORAGE_PORT=${STORAGE_PORT:-58086}
-#   start_proc storage-fake storage.py "$DEV/storage-fake.log" \
-#     /usr/bin/python3 tests/fakes/storage.py --host 127.0.0.1 --port "$STORAGE_PORT"
-#   wait_for "Storage fake" 20 "$DEV/storage-fake.log" curl -sf "http://127.0.0.1:$STORAGE_PORT/"
-# (and the same for the metadata/OAuth fake).
+# The Cloud Storage JSON API fake (objects under .dev/storage) and the metadata server / OAuth2
+# token endpoint fake that config/dev.yaml takes tokens from.
 start_fakes() {
-  :
+  mkdir -p "$DEV/storage"
+  start_proc storage-fake gcs_fake.py "$DEV/storage-fake.log" \
+    /usr/bin/python3 "$ROOT/tests/fakes/gcs_fake.py" --host 127.0.0.1 --port "$STORAGE_PORT" --data-dir "$DEV/storage"
+  start_proc metadata-fake metadata_fake.py "$DEV/metadata-fake.log" \
+    /usr/bin/python3 "$ROOT/tests/fakes/metadata_fake.py" --host 127.0.0.1 --port "$METADATA_PORT"
+  wait_for "Storage fake" 20 "$DEV/storage-fake.log" curl -s -o /dev/null -m 2 "http://127.0.0.1:$STORAGE_PORT/"
+  wait_for "metadata fake" 20 "$DEV/metadata-fake.log" curl -sf -m 2 "http://127.0.0.1:$METADATA_PORT/"
 }
 # <<< FAKES
 
@@ -215,6 +218,8 @@ export REDIS_PORT=$REDIS_PORT
 export REDIS_SOCKET=$REDIS_SOCK
 export PUBSUB_EMULATOR_HOST=127.0.0.1:$PUBSUB_PORT
 export PUBSUB_PROJECT_ID=$PUBSUB_PROJECT
+export STORAGE_EMULATOR_HOST=http://127.0.0.1:$STORAGE_PORT
+export TETHER_METADATA_HOST=127.0.0.1:$METADATA_PORT
 ENV
 }
 
@@ -224,6 +229,8 @@ devstack: running under $DEV (logs there; variables in .dev/env; 'make stop' sto
   PostgreSQL    127.0.0.1:$PG_PORT  socket dir $PG_DIR  user $APP_USER  db $APP_DB  (superuser postgres, trusted locally)
   Redis         127.0.0.1:$REDIS_PORT  socket $REDIS_SOCK
   Pub/Sub emu   http://127.0.0.1:$PUBSUB_PORT  (PUBSUB_EMULATOR_HOST=127.0.0.1:$PUBSUB_PORT, project $PUBSUB_PROJECT)
+  Storage fake  http://127.0.0.1:$STORAGE_PORT  (Cloud Storage JSON API; objects in $DEV/storage)
+  Metadata fake http://127.0.0.1:$METADATA_PORT  (metadata server + OAuth2 token endpoint)
 TXT
 }
 

@@ -496,3 +496,4 @@ def pytest_report_header(config):
     state = "present" if os.access(b, os.X_OK) else "missing"
     scale = f", timeouts x{TIMEOUT_SCALE}" if TIMEOUT_SCALE != 1 else ""
     return f"tetherd: {b} ({state}{scale})"
+from fakes import *  # noqa: E402,F401,F403  (Google fakes: fixtures)
