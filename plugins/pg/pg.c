@@ -6,6 +6,7 @@
 
 #include <event2/event.h>
 
+#include "pg_admin.h"
 #include "pg_internal.h"
 #include "plugin.h"
 
@@ -25,6 +26,16 @@ static void pg_collect(struct metrics_writer *w, void *arg)
 			      (double)p->transactions);
 		metrics_write(w, "pg_bytes_in_total", "counter", "Bytes from clients to servers.", kv, (double)p->bytes_in);
 		metrics_write(w, "pg_bytes_out_total", "counter", "Bytes from servers to clients.", kv, (double)p->bytes_out);
+		metrics_write(w, "pg_statements_prepared_total", "counter",
+			      "Named statements tether prepared on a server for transaction-mode clients.", kv,
+			      (double)p->prepares);
+		metrics_write(w, "pg_statements", "gauge", "Distinct named statements clients hold (transaction mode).",
+			      kv, (double)p->stmts.n);
+		metrics_write(w, "pg_settings_applied_total", "counter",
+			      "Queries tether ran to give a server the settings of the client it was lent to.", kv,
+			      (double)p->guc_applies);
+		metrics_write(w, "pg_server_checks_total", "counter",
+			      "Idle servers checked with server_check_query before reuse.", kv, (double)p->checks);
 	}
 }
 
@@ -50,6 +61,14 @@ static void *pg_init(struct core *core, const void *conf)
 		return NULL;
 	}
 	if (pg_pools_create(pg) != 0) {
+		pg_auth_free(&pg->auth);
+		free(pg);
+		return NULL;
+	}
+	if (pg_tls_init(pg, err, sizeof(err)) != 0) {
+		log_error(&pg->log, "%s", err);
+		pg_tls_free(pg);
+		pg_pools_destroy(pg);
 		pg_auth_free(&pg->auth);
 		free(pg);
 		return NULL;
@@ -83,7 +102,9 @@ static int pg_start(void *inst)
 	for (size_t i = 0; i < pc->l.listen.n; i++)
 		free(urls[i]);
 	free(urls);
-	return rc;
+	if (rc == 0)
+		rc = pg_janitor_start(pg);
+	return rc != 0 ? rc : pg_admin_start(pg); /* /admin/pools, pool metrics, SHOW STATS periods */
 }
 
 static void pg_reload(void *inst, const void *conf)
@@ -142,14 +163,13 @@ static void pg_stop(void *inst)
 {
 	struct pg *pg = inst;
 	metrics_collector_remove(core_metrics(pg->core), pg_collect, pg);
+	pg_admin_stop(pg);
+	pg_janitor_stop(pg);
 	while (pg->clients)
 		pg_client_close(pg->clients);
-	for (size_t i = 0; i < pg->npools; i++) {
-		struct pg_pool *p = &pg->pools[i];
-		/* servers still lent out or connecting after the drain timeout */
-		(void)p;
-	}
-	pg_pools_destroy(pg);
+	pg_pools_destroy(pg); /* servers still lent out or connecting after the drain timeout too */
+	pg_tls_linger_stop(pg);
+	pg_tls_free(pg);
 	pg_pool_reap_now(pg);
 	pg_auth_free(&pg->auth);
 	free(pg);

@@ -17,6 +17,7 @@
 #include <openssl/rand.h>
 
 #include "pg_internal.h"
+#include "pg_admin.h"
 #include "md5auth.h"
 #include "startup.h"
 
@@ -32,6 +33,7 @@ void pg_client_free(struct pg_client *c)
 	free(c->user);
 	free(c->database);
 	free(c->application_name);
+	pg_params_clear(&c->gucs);
 	free(c);
 }
 
@@ -50,6 +52,8 @@ void pg_client_close(struct pg_client *c)
 	}
 	if (c->wait_timer)
 		evtimer_del(c->wait_timer);
+	if (c->pool)
+		pg_stmt_map_clear(&c->stmts, &c->pool->stmts);
 	struct pg_server *s = c->server;
 	c->server = NULL;
 	if (s) {
@@ -57,19 +61,21 @@ void pg_client_close(struct pg_client *c)
 		/* Never hand a server to another client mid-transaction: an open transaction with no
 		 * answer outstanding is rolled back (and a session reset) before reuse; anything
 		 * less clean is closed by pg_pool_release. */
-		const char *reset = c->pool->db->pool_mode == PG_POOL_SESSION ? pg->conf->server_reset_query : NULL;
-		bool quiet = s->pending_sync == 0 && s->relay_remaining == 0 && !c->relay_remaining;
+		const char *reset = c->pool->db->pool_mode == PG_POOL_SESSION ? pg->conf->server_reset_query
+				    : c->listening                             ? "UNLISTEN *"
+									       : NULL;
+		bool quiet = s->pending_sync == 0 && s->exp_n == 0 && s->unsynced == 0 && s->relay_remaining == 0 &&
+			     !c->relay_remaining;
 		if (quiet && (s->tx_status != 'I' || (reset && *reset))) {
 			struct evbuffer *out = bufferevent_get_output(s->bev);
 			s->state = PG_SERVER_RESETTING;
 			bool ok = true;
-			if (s->tx_status != 'I') {
-				ok = pgproto_put_query(out, "ROLLBACK") == 0;
-				s->pending_sync++;
-			}
+			if (s->tx_status != 'I')
+				ok = pgproto_put_query(out, "ROLLBACK") == 0 && pg_expect_push(s, PG_EXP_QUERY_DROP, NULL) == 0;
 			if (ok && reset && *reset) {
-				ok = pgproto_put_query(out, reset) == 0;
-				s->pending_sync++;
+				ok = pgproto_put_query(out, reset) == 0 && pg_expect_push(s, PG_EXP_QUERY_DROP, NULL) == 0;
+				if (pg_extended_resets_settings(reset))
+					pg_guc_server_reset(s);
 			}
 			if (!ok)
 				pg_server_close(s, "out of memory while resetting");
@@ -106,17 +112,12 @@ void pg_client_fail(struct pg_client *c, const char *sqlstate, const char *fmt, 
 	va_end(ap);
 	log_info(&c->log, "refusing client: %s", msg);
 	metrics_add(metrics_series(c->pg->m_errors, c->pool ? c->pool->name : "", sqlstate), 1);
-	/* write synchronously: the socket is new or idle, the message small */
-	struct evbuffer *out = evbuffer_new();
-	pg_wire_error(out, "FATAL", sqlstate, "%s", msg);
-	struct evbuffer *pending = bufferevent_get_output(c->bev);
-	evbuffer_add_buffer(pending, out);
-	evbuffer_free(out);
-	int fd = bufferevent_getfd(c->bev);
-	evbuffer_unfreeze(pending, 1);
-	evbuffer_write(pending, fd);
-	evbuffer_freeze(pending, 1);
+	/* the connection lingers until the error is written (through TLS if need be) */
+	pg_wire_error(bufferevent_get_output(c->bev), "FATAL", sqlstate, "%s", msg);
+	struct bufferevent *bev = c->bev;
+	c->bev = NULL;
 	pg_client_close(c);
+	pg_tls_linger(c->pg, bev);
 }
 
 void pg_client_login_done(struct pg_client *c)
@@ -124,11 +125,10 @@ void pg_client_login_done(struct pg_client *c)
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	struct pg_pool *p = c->pool;
 	int rc = pgproto_put_auth_ok(out);
-	for (size_t i = 0; rc == 0 && i < p->params.n; i++) {
-		const char *v = p->params.value[i];
-		if (strcmp(p->params.name[i], "application_name") == 0)
-			v = c->application_name ? c->application_name : "";
-		rc = pgproto_put_parameter_status(out, p->params.name[i], v);
+	for (uint32_t i = 0; rc == 0 && i < p->params.n; i++) {
+		/* the pool's values, with the client's own settings where it asked for some */
+		const char *v = pg_guc_expected(c, p->params.v[i].name);
+		rc = pgproto_put_parameter_status(out, p->params.v[i].name, v ? v : p->params.v[i].value);
 	}
 	if (rc == 0)
 		rc = pgproto_put_backend_key_data(out, (uint32_t)c->cancel_pid, (uint32_t)c->cancel_key);
@@ -149,26 +149,15 @@ void pg_client_login_done(struct pg_client *c)
 static int pg_client_reject_request(struct pg_client *c, const char *sqlstate, const char *msg)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	size_t off = 0, total = evbuffer_get_length(in);
-	while (off + 5 <= total) {
-		unsigned char h[5];
-		struct evbuffer_ptr p;
-		evbuffer_ptr_set(in, &p, off, EVBUFFER_PTR_SET);
-		evbuffer_copyout_from(in, &p, h, 5);
-		uint32_t len = pg_wire_u32(h + 1);
-		if (len < 4 || off + len + 1 > total)
-			return -1;
-		off += (size_t)len + 1;
-		if (h[0] == 'Q' || h[0] == 'S') {
-			evbuffer_drain(in, off);
-			struct evbuffer *out = bufferevent_get_output(c->bev);
-			if (pgproto_put_error(out, "ERROR", sqlstate, msg) != 0 || pgproto_put_ready_for_query(out, 'I') != 0)
-				return -1;
-			c->state = PG_CLIENT_IDLE;
-			return 0;
-		}
-	}
-	return -1;
+	size_t end = pg_wire_request_end(in, "QS");
+	if (!end)
+		return -1;
+	evbuffer_drain(in, end);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	if (pgproto_put_error(out, "ERROR", sqlstate, msg) != 0 || pgproto_put_ready_for_query(out, 'I') != 0)
+		return -1;
+	c->state = PG_CLIENT_IDLE;
+	return 0;
 }
 
 static void pg_client_on_wait_timeout(evutil_socket_t fd, short what, void *arg)
@@ -196,13 +185,22 @@ void pg_client_process(struct pg_client *c)
 		return;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	struct pg_server *s = c->server;
-	if (!s && evbuffer_get_length(in) > 0) {
-		/* Terminate on an idle client needs no server */
-		unsigned char t;
-		evbuffer_copyout(in, &t, 1);
-		if (t == 'X') {
+	while (!s && evbuffer_get_length(in) >= 5) {
+		/* Terminate on an idle client needs no server, nor does DEALLOCATE */
+		unsigned char h[5];
+		evbuffer_copyout(in, h, 5);
+		if (h[0] == 'X') {
 			pg_client_close(c);
 			return;
+		}
+		if (h[0] == 'Q') {
+			int rc = pg_extended_idle_query(c, in, pg_wire_u32(h + 1));
+			if (rc < 0) {
+				pg_client_close(c);
+				return;
+			}
+			if (rc > 0)
+				continue;
 		}
 		if (c->pg->draining) {
 			pg_client_fail(c, "57P01", "tether is shutting down");
@@ -219,15 +217,20 @@ void pg_client_process(struct pg_client *c)
 	if (!s)
 		return;
 	struct evbuffer *to = bufferevent_get_output(s->bev);
-	while (c->relay_remaining > 0 && evbuffer_get_length(in) > 0) {
-		size_t n = evbuffer_get_length(in);
-		if (n > c->relay_remaining)
-			n = c->relay_remaining;
-		evbuffer_remove_buffer(in, to, n);
-		c->relay_remaining -= n;
-		c->pool->bytes_in += n;
-	}
-	while (c->relay_remaining == 0 && evbuffer_get_length(in) >= 5) {
+	for (;;) {
+		if (c->relay_remaining > 0) {
+			size_t n = evbuffer_get_length(in);
+			if (n > c->relay_remaining)
+				n = c->relay_remaining;
+			if (n == 0)
+				break;
+			evbuffer_remove_buffer(in, to, n);
+			c->relay_remaining -= n;
+			c->pool->bytes_in += n;
+			continue;
+		}
+		if (evbuffer_get_length(in) < 5)
+			break;
 		unsigned char h[5];
 		evbuffer_copyout(in, h, 5);
 		uint32_t len = pg_wire_u32(h + 1);
@@ -236,34 +239,67 @@ void pg_client_process(struct pg_client *c)
 				       (unsigned long long)c->pg->conf->max_packet_size);
 			return;
 		}
+		size_t want = (size_t)len + 1, avail = evbuffer_get_length(in);
 		switch (h[0]) {
 		case 'X':
-			evbuffer_drain(in, (size_t)len + 1);
+			evbuffer_drain(in, want);
 			pg_client_close(c);
 			return;
 		case 'Q':
-			c->pool->queries++;
-			s->pending_sync++;
+		case 'P':
+		case 'B':
+		case 'D':
+		case 'C': {
+			/* whole (Bind: its head) for rewriting named statements; a long Query is not
+			 * one tether looks at */
+			size_t need = h[0] == 'B' ? (want < 2053 ? want : 2053) : h[0] == 'Q' && len > 4096 ? 0 : want;
+			if (avail < need)
+				goto out;
+			int rc = pg_extended_client_msg(c, in, h[0], len);
+			if (rc < 0) {
+				if (c->state != PG_CLIENT_CLOSED)
+					pg_client_fail(c, "53200", "out of memory");
+				return;
+			}
+			if (h[0] != 'Q')
+				s->unsynced++;
+			if (rc > 0)
+				continue;
+			if (h[0] == 'Q') {
+				c->pool->queries++;
+				if (pg_expect_push(s, PG_EXP_SYNC, NULL) != 0) {
+					pg_client_fail(c, "53200", "out of memory");
+					return;
+				}
+			}
 			break;
+		}
 		case 'S': /* Sync */
 		case 'F': /* FunctionCall */
-			s->pending_sync++;
+			if (h[0] == 'S')
+				s->unsynced = 0;
+			if (pg_expect_push(s, PG_EXP_SYNC, NULL) != 0) {
+				pg_client_fail(c, "53200", "out of memory");
+				return;
+			}
 			break;
-		case 'P': case 'B': case 'E': case 'D': case 'C': case 'H':
+		case 'E': case 'H':
+			s->unsynced++;
+			break;
 		case 'd': case 'c': case 'f': case 'p':
 			break;
 		default:
 			pg_client_fail(c, "08P01", "unknown message type 0x%02x", h[0]);
 			return;
 		}
-		size_t n = evbuffer_get_length(in);
-		size_t want = (size_t)len + 1;
+		size_t n = avail;
 		if (n > want)
 			n = want;
 		evbuffer_remove_buffer(in, to, n);
 		c->relay_remaining = want - n;
 		c->pool->bytes_in += n;
 	}
+out:
 	/* the server is slow to take what the client sends (COPY IN): stop reading the client */
 	if (evbuffer_get_length(to) > PG_RELAY_HIGH)
 		bufferevent_disable(c->bev, EV_READ);
@@ -274,6 +310,11 @@ void pg_client_linked(struct pg_client *c)
 	if (c->wait_timer)
 		evtimer_del(c->wait_timer);
 	c->state = PG_CLIENT_ACTIVE;
+	/* the server may have other settings than this client asked for */
+	if (pg_guc_apply(c, c->server) != 0) {
+		pg_client_fail(c, "53200", "out of memory");
+		return;
+	}
 	pg_client_process(c);
 }
 
@@ -286,6 +327,9 @@ void pg_client_server_gone(struct pg_client *c, const char *why)
 
 static void pg_client_auth_begin(struct pg_client *c);
 static void pg_client_authenticated(struct pg_client *c);
+static void pg_client_on_read(struct bufferevent *bev, void *arg);
+static void pg_client_on_write(struct bufferevent *bev, void *arg);
+static void pg_client_on_event(struct bufferevent *bev, short what, void *arg);
 
 /* The startup packet: SSLRequest / GSSENCRequest get 'N', CancelRequest, or StartupMessage. */
 static void pg_client_startup(struct pg_client *c)
@@ -309,6 +353,22 @@ static void pg_client_startup(struct pg_client *c)
 			pg_client_fail(c, startup_sqlstate(rc), "%s", startup_strerror(rc));
 			return;
 		}
+		if (st.kind == STARTUP_KIND_SSL && pg_tls_client_offered(c->pg) && !c->tls) {
+			/* 'S', then everything else inside TLS on a filter over this connection */
+			startup_deinit(&st);
+			if (evbuffer_get_length(in) > 0) {
+				pg_client_fail(c, "08P01", "data after SSLRequest before the TLS handshake");
+				return;
+			}
+			if (bufferevent_write(c->bev, "S", 1) != 0 || pg_tls_client_start(c) != 0) {
+				pg_client_close(c);
+				return;
+			}
+			bufferevent_setcb(c->bev, pg_client_on_read, pg_client_on_write, pg_client_on_event, c);
+			bufferevent_setwatermark(c->bev, EV_WRITE, PG_RELAY_LOW, 0);
+			bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+			return;
+		}
 		if (st.kind == STARTUP_KIND_SSL || st.kind == STARTUP_KIND_GSSENC) {
 			startup_deinit(&st);
 			bufferevent_write(c->bev, "N", 1);
@@ -323,12 +383,22 @@ static void pg_client_startup(struct pg_client *c)
 		c->user = strdup(st.user);
 		c->database = strdup(st.database);
 		c->application_name = st.application_name ? strdup(st.application_name) : NULL;
+		char err[160];
+		rc = pg_guc_startup(c, &st, err, sizeof(err));
 		startup_deinit(&st);
+		if (rc != 0) {
+			pg_client_fail(c, "08P01", "%s", err);
+			return;
+		}
 		if (!c->user || !c->database) {
 			pg_client_fail(c, "53200", "out of memory");
 			return;
 		}
 		c->pool = pg_pool_find(c->pg, c->database);
+		if (!c->pool && pg_admin_wanted(c)) {
+			pg_client_auth_begin(c); /* then pg_client_authenticated hands it to pg_admin_login */
+			return;
+		}
 		if (!c->pool) {
 			pg_client_fail(c, "3D000", "database \"%s\" does not exist in tether's config", c->database);
 			return;
@@ -348,6 +418,10 @@ static void pg_client_startup(struct pg_client *c)
 /* Authenticated (or trusted): finish logging in once the pool knows the server parameters. */
 static void pg_client_authenticated(struct pg_client *c)
 {
+	if (!c->pool) { /* the admin database */
+		pg_admin_login(c);
+		return;
+	}
 	if (c->pool->have_params) {
 		pg_client_login_done(c);
 		return;
@@ -494,7 +568,15 @@ static void pg_client_on_write(struct bufferevent *bev, void *arg)
 static void pg_client_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct pg_client *c = arg;
-	log_debug(&c->log, "client went away");
+	if (what & BEV_EVENT_CONNECTED)
+		return; /* the TLS handshake finished */
+	if (c->tls && (what & BEV_EVENT_ERROR)) {
+		char why[256];
+		pg_tls_error(bev, why, sizeof(why));
+		log_info(&c->log, "client TLS: %s", why);
+	} else {
+		log_debug(&c->log, "client went away");
+	}
 	pg_client_close(c);
 }
 

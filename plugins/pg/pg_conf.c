@@ -144,6 +144,11 @@ static const struct conf_key pg_conf_keys[] = {
 	  NULL, NULL, "Most client connections in all; more are refused with an error." },
 	{ "max_packet_size", CONF_SIZE, CONF_RELOAD, offsetof(struct pg_conf, max_packet_size), "256MiB", 1024,
 	  1073741824, NULL, NULL, "Largest protocol message accepted from a client." },
+	{ "max_prepared_statements", CONF_INT, CONF_RELOAD, offsetof(struct pg_conf, max_prepared_statements), "256",
+	  0, 100000, NULL, NULL,
+	  "Transaction mode: named prepared statements tether keeps on each server connection (least recently "
+	  "used closed first); clients' statement names work across servers. 0 relays names unchanged "
+	  "(then only session mode supports them)." },
 	{ "query_wait_timeout", CONF_DURATION, CONF_RELOAD, offsetof(struct pg_conf, query_wait_timeout), "120s", 0,
 	  0, NULL, NULL, "How long a client may queue for a server before it gets an error (0: forever)." },
 	{ "server_check_delay", CONF_DURATION, CONF_RELOAD, offsetof(struct pg_conf, server_check_delay), "30s", 0,
@@ -155,6 +160,9 @@ static const struct conf_key pg_conf_keys[] = {
 	{ "server_connect_backoff_max", CONF_DURATION, CONF_RELOAD,
 	  offsetof(struct pg_conf, server_connect_backoff_max), "10s", 100, 600000, NULL, NULL,
 	  "Longest wait between attempts to reach a server that is down." },
+	{ "admin_users", CONF_STRLIST, CONF_RELOAD, offsetof(struct pg_conf, admin_users), NULL, 0, 0, NULL, NULL,
+	  "Users who may use the admin database `tether` (SHOW, RELOAD, PAUSE, RESUME) once authenticated. "
+	  "Empty: only clients on a unix socket running as tetherd's own OS user or root." },
 	{ "databases", CONF_MAP, 0, offsetof(struct pg_conf, databases), NULL, 0, 0, NULL, &pg_conf_db_table,
 	  "Client-visible database name -> backend and pool settings." },
 	{ NULL }

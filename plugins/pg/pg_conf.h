@@ -56,11 +56,13 @@ struct pg_conf {
 	struct pg_conf_tls tls;
 	int64_t max_client_conn;
 	uint64_t max_packet_size;
+	int64_t max_prepared_statements;
 	int64_t query_wait_timeout;  /* ms */
 	int64_t server_check_delay;  /* ms */
 	char *server_check_query;
 	char *server_reset_query;
 	int64_t server_connect_backoff_max; /* ms */
+	struct conf_strlist admin_users; /* who may use the admin database (pg_admin.c) */
 	struct conf_array databases; /* struct pg_conf_db */
 };
 

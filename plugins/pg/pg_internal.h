@@ -11,23 +11,47 @@
 #include "core.h"
 #include "pg_auth.h"
 #include "pg_conf.h"
+#include "pg_stmt.h"
 #include "pgproto.h"
 #include "scram.h"
 
 struct bufferevent;
 struct evbuffer;
 struct event;
+struct startup;
+struct ssl_ctx_st;
+struct pg_linger;
 
-#define PG_MAX_PARAMS 32
 /* Relay back-pressure: stop reading one side while the other has this much unsent. */
 #define PG_RELAY_HIGH (1024 * 1024)
 #define PG_RELAY_LOW (256 * 1024)
 
-/* Server parameters reported with ParameterStatus, as name/value pairs. */
+/* Name/value pairs: parameters a server reported with ParameterStatus, settings a client asked
+ * for, settings tether applied to a server. */
+struct pg_param {
+	char *name;
+	char *value;
+};
 struct pg_params {
-	char *name[PG_MAX_PARAMS];
-	char *value[PG_MAX_PARAMS];
-	size_t n;
+	struct pg_param *v;
+	uint32_t n, cap;
+};
+
+/* What tether expects a server to answer next, in order, for the messages whose answers it
+ * must recognise: Parse, Close, and everything that ends in ReadyForQuery. */
+enum pg_expect_kind {
+	PG_EXP_SYNC = 1,      /* a client's Query, Sync or FunctionCall: ReadyForQuery relayed */
+	PG_EXP_PARSE,         /* a client's Parse: ParseComplete relayed */
+	PG_EXP_PARSE_DROP,    /* tether prepared a statement the client's Bind/Describe needs */
+	PG_EXP_CLOSE,         /* a client's Close: CloseComplete relayed */
+	PG_EXP_CLOSE_AS_PARSE,/* the client's Parse of a statement the server already has: the
+				 CloseComplete of a no-op Close stands in for its ParseComplete */
+	PG_EXP_CLOSE_DROP,    /* tether evicted or re-prepared a statement */
+	PG_EXP_QUERY_DROP,    /* tether's own query: everything through ReadyForQuery swallowed */
+};
+struct pg_expect {
+	uint8_t kind;
+	struct pg_stmt *stmt; /* PARSE and PARSE_DROP: forgotten if the server refuses it */
 };
 
 enum pg_client_state {
@@ -64,12 +88,16 @@ struct pg {
 	void (*drain_done)(void *);
 	void *drain_arg;
 	struct event *reap_ev;
+	struct event *janitor_ev;
+	struct ssl_ctx_st *tls_ctx;  /* for clients, when postgres.tls has a certificate */
+	struct pg_linger *lingering; /* closing connections still writing their last message */
 	struct pg_client *dead_clients;
 	struct pg_client *clients; /* every open client (all_next/all_prev) */
 	struct pg_auth auth;
 	struct pg_server *dead_servers;
 	struct metric_series *m_clients_total, *m_refused;
 	struct metric *m_errors;
+	struct pg_admin *admin; /* pg_admin_show.c: /admin/pools, SHOW STATS periods */
 };
 
 struct pg_pool {
@@ -82,6 +110,8 @@ struct pg_pool {
 	bool have_scram_keys;
 	bool have_params;
 	struct pg_server *idle;   /* LIFO list of idle servers */
+	struct pg_server *servers; /* every open server (all_next/all_prev) */
+	struct ssl_ctx_st *tls_ctx; /* for servers, per sslmode; NULL: plain */
 	struct pg_client *wait_head, *wait_tail; /* FIFO of clients waiting for a server */
 	struct pg_client *login_head; /* clients waiting for the first server parameters */
 	size_t nservers, nidle, nactive, nwaiting, nclients, nconnecting;
@@ -90,6 +120,9 @@ struct pg_pool {
 	bool paused;
 	uint64_t queries, transactions, bytes_in, bytes_out;
 	struct metric_series *m_wait;
+	struct pg_stmt_registry stmts; /* named statements of transaction-mode clients */
+	uint64_t prepares, guc_applies; /* statements tether prepared, settings queries it ran */
+	uint64_t checks;                /* idle servers checked before reuse */
 };
 
 struct pg_client {
@@ -113,12 +146,17 @@ struct pg_client {
 	bool scram_active;
 	uint8_t md5_salt[4];
 	bool in_tx; /* last ReadyForQuery said T or E */
+	bool listening; /* ran LISTEN in transaction mode: keeps its server */
+	bool tls;       /* SSLRequest accepted: bev is a TLS filter */
 	size_t relay_remaining; /* bytes of a large message still to forward */
 	uint64_t id;
+	struct pg_params gucs;       /* settings asked for at startup or since reported */
+	struct pg_stmt_map stmts;    /* transaction mode: its statement names */
 };
 
 struct pg_server {
 	struct pg_server *next; /* on the pool's idle list or the dead list */
+	struct pg_server *all_next, *all_prev; /* every open server of the pool */
 	struct pg_pool *pool;
 	struct bufferevent *bev;
 	struct log_src log;
@@ -127,8 +165,18 @@ struct pg_server {
 	int32_t backend_pid, backend_key;
 	struct pg_params params;
 	char tx_status;       /* from the last ReadyForQuery */
-	uint32_t pending_sync; /* Query/Sync sent and not yet answered by ReadyForQuery */
+	uint32_t pending_sync; /* ReadyForQuery answers expected (SYNC and QUERY_DROP entries) */
 	size_t relay_remaining; /* bytes of a large message still to forward */
+	bool relay_drop;        /* ... and that message is swallowed */
+	struct pg_expect *exp;  /* ring of expected answers */
+	uint32_t exp_head, exp_n, exp_cap;
+	bool skip_till_sync;    /* an error made the server ignore messages until the next Sync */
+	uint32_t unsynced;      /* extended-protocol messages forwarded since the last Sync */
+	char *inject_error;     /* why tether's own query failed, if it did */
+	bool guc_pending;       /* tether's settings query for the client is in flight */
+	struct pg_params gucs;  /* settings tether SET that are not reported by ParameterStatus */
+	struct pg_stmt_set stmts; /* statements prepared on it (transaction mode) */
+	uint8_t tls;              /* enum pg_tls_state */
 	struct scram_client scram;
 	bool sasl;             /* a SCRAM exchange started: AuthenticationOk needs its proof */
 	time_t created, last_used;
@@ -136,12 +184,67 @@ struct pg_server {
 	uint64_t id;
 };
 
+enum pg_tls_state { PG_TLS_NONE = 0, PG_TLS_REQUESTED, PG_TLS_HANDSHAKE, PG_TLS_ON, PG_TLS_REFUSED };
+
+/* pg_tls.c */
+int pg_tls_init(struct pg *pg, char *err, size_t errlen);
+void pg_tls_free(struct pg *pg);
+bool pg_tls_client_offered(const struct pg *pg);
+/* After 'S' was queued: the client's bev becomes a TLS filter (callbacks to set again). */
+int pg_tls_client_start(struct pg_client *c);
+/* After the server's 'S': the server's bev becomes a TLS filter (callbacks to set again). */
+int pg_tls_server_start(struct pg_server *s);
+void pg_tls_error(struct bufferevent *bev, char *buf, size_t len);
+/* Frees `bev` once what is queued on it was written (at most a second from now). */
+void pg_tls_linger(struct pg *pg, struct bufferevent *bev);
+void pg_tls_linger_stop(struct pg *pg);
+
 /* pg_wire.c (messages are built with pgproto.h) */
 void pg_wire_error(struct evbuffer *out, const char *severity, const char *sqlstate, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 uint32_t pg_wire_u32(const unsigned char *p);
-void pg_params_set(struct pg_params *p, const char *name, const char *value);
+/* Bytes up to and including the first whole message in `in` whose type is in `ends` (a Sync,
+ * a Query); 0 when that message has not fully arrived. */
+size_t pg_wire_request_end(struct evbuffer *in, const char *ends);
+int pg_params_set(struct pg_params *p, const char *name, const char *value);
+const char *pg_params_get(const struct pg_params *p, const char *name);
+void pg_params_del(struct pg_params *p, const char *name);
 void pg_params_clear(struct pg_params *p);
+
+/* pg_expect.c: the queue of answers a server owes, and what to do with each answer */
+int pg_expect_push(struct pg_server *s, enum pg_expect_kind kind, struct pg_stmt *st);
+int pg_expect_head(const struct pg_server *s);
+void pg_expect_clear(struct pg_server *s);
+enum pg_expect_action { PG_EXP_PASS, PG_EXP_DROP, PG_EXP_AS_PARSE, PG_EXP_DESYNC };
+/* ParseComplete ('1') or CloseComplete ('3') arrived. */
+enum pg_expect_action pg_expect_complete(struct pg_server *s, uint8_t type);
+/* An ErrorResponse arrived (not inside tether's own query): forget what the server will skip. */
+void pg_expect_error(struct pg_server *s);
+/* ReadyForQuery arrived: PASS for a client's, DROP for tether's own, DESYNC. */
+enum pg_expect_action pg_expect_ready(struct pg_server *s);
+
+/* pg_extended.c: a transaction-mode client's named statements, kept across servers */
+/* Handles one complete client message of type P, B, D, C or Q that is at the front of `in`;
+ * returns 1 when it consumed (and forwarded or answered) it, 0 to relay it unchanged, -1 when
+ * the client was failed. */
+int pg_extended_client_msg(struct pg_client *c, struct evbuffer *in, uint8_t type, uint32_t len);
+/* DEALLOCATE / DEALLOCATE ALL from a client with no server: answered by tether. 1 when done. */
+int pg_extended_idle_query(struct pg_client *c, struct evbuffer *in, uint32_t len);
+/* True for a reset query that resets session settings (DISCARD ALL, RESET ALL). */
+bool pg_extended_resets_settings(const char *sql);
+
+/* pg_guc.c: client settings re-applied on whichever server a client is given */
+int pg_guc_startup(struct pg_client *c, const struct startup *st, char *err, size_t errlen);
+/* Queues tether's own query to bring `s` to the client's settings; 0 or -1 (memory). */
+int pg_guc_apply(struct pg_client *c, struct pg_server *s);
+/* The value of a reported setting the client was told (its own, else the pool's). */
+const char *pg_guc_expected(const struct pg_client *c, const char *name);
+/* A ParameterStatus the server sent to the linked client. */
+void pg_guc_reported(struct pg_client *c, const char *name, const char *value);
+/* tether's settings query finished on `s` for `c` (failed when s->inject_error is set). */
+void pg_guc_applied(struct pg_client *c, struct pg_server *s);
+/* The server's session settings were reset (DISCARD ALL, RESET ALL). */
+void pg_guc_server_reset(struct pg_server *s);
 
 /* pg_pool.c */
 int pg_pools_create(struct pg *pg);
@@ -156,6 +259,7 @@ void pg_pool_server_failed(struct pg_pool *pool, struct pg_server *s, const char
 void pg_pool_unwait(struct pg_pool *pool, struct pg_client *c);
 void pg_pool_reap(struct pg *pg);
 void pg_pool_reap_now(struct pg *pg);
+void pg_pool_close_all(struct pg_pool *p, const char *why);
 
 /* pg_server.c */
 int pg_server_address(const struct pg_conf_db *db, struct sockaddr_storage *ss, socklen_t *sl);
@@ -183,5 +287,12 @@ void pg_client_free(struct pg_client *c);
 void pg_client_process(struct pg_client *c);
 
 void pg_maybe_drained(struct pg *pg);
+
+/* pg_janitor.c: once a second, idle servers past server_lifetime / server_idle_timeout close,
+ * and pools are topped up to min_idle */
+int pg_janitor_start(struct pg *pg);
+void pg_janitor_stop(struct pg *pg);
+/* Opens servers for the clients waiting, up to pool_size (not while backing off). */
+void pg_pool_grow_for_waiters(struct pg_pool *p);
 
 #endif

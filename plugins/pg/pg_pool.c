@@ -38,9 +38,9 @@ void pg_pools_destroy(struct pg *pg)
 {
 	for (size_t i = 0; i < pg->npools; i++) {
 		struct pg_pool *p = &pg->pools[i];
-		while (p->idle)
-			pg_server_close(p->idle, "shutting down");
+		pg_pool_close_all(p, "shutting down");
 		pg_params_clear(&p->params);
+		pg_stmt_registry_free(&p->stmts);
 		OPENSSL_cleanse(&p->scram_keys, sizeof(p->scram_keys));
 		event_free(p->retry_ev);
 		free(p->name);
@@ -63,6 +63,13 @@ static void pg_pool_grow(struct pg_pool *p)
 	if (p->nservers >= (size_t)p->db->pool_size || p->consecutive_failures > 0)
 		return; /* full, or backing off: the retry timer opens the next one */
 	pg_server_connect(p);
+}
+
+/* Closes every server of the pool (shutdown: lent ones too). */
+void pg_pool_close_all(struct pg_pool *p, const char *why)
+{
+	while (p->servers)
+		pg_server_close(p->servers, why);
 }
 
 static void pg_pool_wait_append(struct pg_pool *p, struct pg_client *c)
@@ -114,13 +121,51 @@ static void pg_pool_give(struct pg_pool *p, struct pg_server *s, struct pg_clien
 	pg_client_linked(c);
 }
 
+void pg_pool_grow_for_waiters(struct pg_pool *p)
+{
+	while (!p->pg->draining && !p->paused && p->nwaiting > p->nconnecting &&
+	       p->nservers < (size_t)p->db->pool_size && p->consecutive_failures == 0)
+		if (!pg_server_connect(p))
+			break;
+}
+
+/* A server idle longer than server_check_delay runs server_check_query before it is lent; the
+ * client waits at the head of the queue meanwhile. True when that check started. */
+static bool pg_pool_check(struct pg_pool *p, struct pg_server *s, struct pg_client *c)
+{
+	const struct pg_conf *pc = p->pg->conf;
+	if (!pc->server_check_delay || !pc->server_check_query || !*pc->server_check_query ||
+	    (time(NULL) - s->last_used) * 1000 < pc->server_check_delay)
+		return false;
+	s->state = PG_SERVER_RESETTING;
+	p->nactive++;
+	if (pgproto_put_query(bufferevent_get_output(s->bev), pc->server_check_query) != 0 ||
+	    pg_expect_push(s, PG_EXP_QUERY_DROP, NULL) != 0) {
+		pg_server_close(s, "out of memory");
+		return false;
+	}
+	p->checks++;
+	clock_gettime(CLOCK_MONOTONIC, &c->wait_start);
+	c->state = PG_CLIENT_WAITING;
+	c->next = p->wait_head;
+	p->wait_head = c;
+	if (!p->wait_tail)
+		p->wait_tail = c;
+	p->nwaiting++;
+	return true;
+}
+
 void pg_pool_acquire(struct pg_pool *p, struct pg_client *c)
 {
-	if (p->idle && !p->paused) {
+	while (p->idle && !p->paused) {
 		struct pg_server *s = p->idle;
 		p->idle = s->next;
 		s->next = NULL;
 		p->nidle--;
+		if (pg_pool_check(p, s, c))
+			return;
+		if (s->state == PG_SERVER_CLOSED)
+			continue;
 		pg_pool_give(p, s, c);
 		return;
 	}
@@ -160,8 +205,8 @@ void pg_pool_server_ready(struct pg_pool *p, struct pg_server *s)
 {
 	p->consecutive_failures = 0;
 	if (!p->have_params) {
-		for (size_t i = 0; i < s->params.n; i++)
-			pg_params_set(&p->params, s->params.name[i], s->params.value[i]);
+		for (uint32_t i = 0; i < s->params.n; i++)
+			(void)!pg_params_set(&p->params, s->params.v[i].name, s->params.v[i].value);
 		p->have_params = true;
 	}
 	/* clients that were waiting to learn the server parameters finish logging in */

@@ -27,6 +27,8 @@ void pg_server_free(struct pg_server *s)
 	if (s->timer)
 		event_free(s->timer);
 	pg_params_clear(&s->params);
+	pg_params_clear(&s->gucs);
+	free(s->inject_error);
 	free(s);
 }
 
@@ -44,6 +46,9 @@ void pg_server_close(struct pg_server *s, const char *why)
 	}
 	if (s->timer)
 		evtimer_del(s->timer);
+	/* statements are the pool's: let go of them while the pool is sure to exist */
+	pg_expect_clear(s);
+	pg_stmt_set_clear(&s->stmts, &pool->stmts);
 	if (was == PG_SERVER_IDLE) {
 		for (struct pg_server **pp = &pool->idle; *pp; pp = &(*pp)->next) {
 			if (*pp == s) {
@@ -58,6 +63,12 @@ void pg_server_close(struct pg_server *s, const char *why)
 	struct pg_client *c = s->client;
 	s->client = NULL;
 	pool->nservers--;
+	if (s->all_prev)
+		s->all_prev->all_next = s->all_next;
+	else
+		pool->servers = s->all_next;
+	if (s->all_next)
+		s->all_next->all_prev = s->all_prev;
 	if (was == PG_SERVER_CONNECTING)
 		pool->nconnecting--;
 	s->next = pool->pg->dead_servers;
@@ -69,6 +80,8 @@ void pg_server_close(struct pg_server *s, const char *why)
 	}
 	if (was == PG_SERVER_CONNECTING)
 		pg_pool_server_failed(pool, s, why);
+	else
+		pg_pool_grow_for_waiters(pool); /* clients queued for it get another */
 	pg_maybe_drained(pool->pg);
 }
 
@@ -247,87 +260,186 @@ static int pg_server_login_msg(struct pg_server *s, char type, const unsigned ch
 	}
 }
 
-/* Relays server bytes to the client message by message, without copying bodies. */
+/* tether's own query finished (settings for the client, or a reset before going idle). */
+static int pg_server_own_done(struct pg_server *s, struct pg_client *c)
+{
+	if (s->state == PG_SERVER_RESETTING) {
+		if (s->pending_sync > 0)
+			return 0;
+		if (s->inject_error) {
+			pg_server_close(s, "the reset query failed");
+			return -1;
+		}
+		pg_pool_release(s->pool, s, true);
+		return -1;
+	}
+	if (s->guc_pending) {
+		pg_guc_applied(c, s);
+		if (s->state == PG_SERVER_CLOSED || !s->client)
+			return -1;
+	}
+	free(s->inject_error);
+	s->inject_error = NULL;
+	return 0;
+}
+
+/* The client's request is answered: in transaction mode the server goes back to the pool once
+ * the transaction is over and nothing else is in flight. */
+static int pg_server_client_ready(struct pg_server *s, struct pg_client *c)
+{
+	c->in_tx = s->tx_status != 'I';
+	if (s->pending_sync == 0 && s->exp_n == 0 && s->unsynced == 0 && c->relay_remaining == 0 &&
+	    s->tx_status == 'I' && s->pool->db->pool_mode == PG_POOL_TRANSACTION && !c->listening) {
+		s->pool->transactions++;
+		c->server = NULL;
+		s->client = NULL;
+		c->state = PG_CLIENT_IDLE;
+		pg_pool_release(s->pool, s, true);
+		/* the client may already have sent its next request */
+		pg_client_process(c);
+		return -1;
+	}
+	return 0;
+}
+
+/* ReadyForQuery, ParameterStatus, ParseComplete, CloseComplete and errors of tether's own
+ * queries, whole in `in`. Returns -1 when the server or client is gone (stop relaying). */
+static int pg_server_status_msg(struct pg_server *s, struct pg_client *c, struct evbuffer *to, struct evbuffer *in,
+				uint8_t t, uint32_t len)
+{
+	size_t want = (size_t)len + 1;
+	bool drop = pg_expect_head(s) == PG_EXP_QUERY_DROP || !to;
+	const unsigned char *body = evbuffer_pullup(in, (ssize_t)want);
+	if (!body) {
+		pg_server_close(s, "out of memory");
+		return -1;
+	}
+	body += 5;
+	size_t bl = len - 4;
+	enum pg_expect_action act = drop ? PG_EXP_DROP : PG_EXP_PASS;
+	switch (t) {
+	case 'S': {
+		const char *name = (const char *)body;
+		size_t nl = strnlen(name, bl);
+		if (nl + 1 < bl && body[bl - 1] == 0) {
+			(void)!pg_params_set(&s->params, name, name + nl + 1);
+			if (!drop && c)
+				pg_guc_reported(c, name, name + nl + 1);
+		}
+		break;
+	}
+	case 'E': /* inside tether's own query: remember why */
+		if (!s->inject_error) {
+			struct pgproto_notice n;
+			if (pgproto_parse_notice(body - 5, want, 'E', &n) == PGPROTO_OK) {
+				s->inject_error = strdup(n.message ? n.message : "unknown error");
+				pgproto_notice_deinit(&n);
+			} else {
+				s->inject_error = strdup("malformed error");
+			}
+		}
+		break;
+	case '1':
+	case '3':
+		act = pg_expect_complete(s, t);
+		if (act == PG_EXP_DESYNC) {
+			pg_server_close(s, "unexpected ParseComplete/CloseComplete from server");
+			return -1;
+		}
+		if (!to)
+			act = PG_EXP_DROP;
+		break;
+	case 'Z': {
+		bool own = pg_expect_head(s) == PG_EXP_QUERY_DROP;
+		act = pg_expect_ready(s);
+		if (act == PG_EXP_DESYNC) {
+			pg_server_close(s, "unexpected ReadyForQuery from server");
+			return -1;
+		}
+		s->tx_status = bl ? (char)body[0] : '?';
+		evbuffer_drain(in, want);
+		s->pool->bytes_out += want;
+		if (own)
+			return pg_server_own_done(s, c);
+		if (!to)
+			return 0;
+		if (pgproto_put_ready_for_query(to, (uint8_t)s->tx_status) != 0) {
+			pg_server_close(s, "out of memory");
+			return -1;
+		}
+		return pg_server_client_ready(s, c);
+	}
+	}
+	s->pool->bytes_out += want;
+	if (act == PG_EXP_PASS) {
+		evbuffer_remove_buffer(in, to, want);
+	} else {
+		evbuffer_drain(in, want);
+		if (act == PG_EXP_AS_PARSE && pgproto_put_empty(to, '1') != 0) {
+			pg_server_close(s, "out of memory");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Server bytes for the client, message by message, bodies not copied: answers to tether's own
+ * messages are swallowed (see pg_expect.c), a large message streams as it arrives. */
 static void pg_server_relay(struct pg_server *s, struct evbuffer *in)
 {
 	struct pg_client *c = s->client;
 	struct evbuffer *to = c && c->bev ? bufferevent_get_output(c->bev) : NULL;
-	while (s->relay_remaining > 0 && evbuffer_get_length(in) > 0) {
-		size_t n = evbuffer_get_length(in);
-		if (n > s->relay_remaining)
-			n = s->relay_remaining;
-		if (to)
-			evbuffer_remove_buffer(in, to, n);
-		else
-			evbuffer_drain(in, n);
-		s->relay_remaining -= n;
-		s->pool->bytes_out += n;
-	}
-	while (s->relay_remaining == 0 && evbuffer_get_length(in) >= 5) {
-		unsigned char h[6];
+	for (;;) {
+		if (s->relay_remaining > 0) {
+			size_t n = evbuffer_get_length(in);
+			if (n > s->relay_remaining)
+				n = s->relay_remaining;
+			if (n == 0)
+				return;
+			if (to && !s->relay_drop)
+				evbuffer_remove_buffer(in, to, n);
+			else
+				evbuffer_drain(in, n);
+			s->relay_remaining -= n;
+			s->pool->bytes_out += n;
+			continue;
+		}
+		if (evbuffer_get_length(in) < 5)
+			return;
+		unsigned char h[5];
 		evbuffer_copyout(in, h, 5);
 		uint32_t len = pg_wire_u32(h + 1);
 		if (len < 4) {
 			pg_server_close(s, "protocol error from server");
 			return;
 		}
-		if (h[0] == 'Z' || h[0] == 'S') {
-			/* small messages tether reads: wait until whole */
-			if (evbuffer_get_length(in) < (size_t)len + 1)
+		bool drop = pg_expect_head(s) == PG_EXP_QUERY_DROP || !to;
+		size_t want = (size_t)len + 1;
+		uint8_t t = h[0];
+		if (t == 'Z' || t == 'S' || t == '1' || t == '3' || (t == 'E' && drop && pg_expect_head(s))) {
+			if (len > 64 * 1024) {
+				pg_server_close(s, "protocol error from server (oversized status message)");
 				return;
-			unsigned char body[512];
-			size_t bl = len - 4 < sizeof(body) ? len - 4 : sizeof(body);
-			struct evbuffer_ptr p;
-			evbuffer_ptr_set(in, &p, 5, EVBUFFER_PTR_SET);
-			evbuffer_copyout_from(in, &p, body, bl);
-			if (h[0] == 'S' && bl > 2) {
-				body[bl - 1] = '\0';
-				const char *name = (const char *)body;
-				size_t nl = strnlen(name, bl);
-				if (nl + 1 < bl)
-					pg_params_set(&s->params, name, name + nl + 1);
 			}
-			if (to)
-				evbuffer_remove_buffer(in, to, (size_t)len + 1);
-			else
-				evbuffer_drain(in, (size_t)len + 1);
-			if (h[0] == 'Z') {
-				s->tx_status = (char)body[0];
-				if (s->pending_sync > 0)
-					s->pending_sync--;
-				if (s->state == PG_SERVER_RESETTING) {
-					if (s->pending_sync > 0)
-						continue;
-					pg_pool_release(s->pool, s, true);
-					return;
-				}
-				if (c)
-					c->in_tx = s->tx_status != 'I';
-				if (c && s->pending_sync == 0 && s->tx_status == 'I' &&
-				    s->pool->db->pool_mode == PG_POOL_TRANSACTION) {
-					s->pool->transactions++;
-					c->server = NULL;
-					s->client = NULL;
-					c->state = PG_CLIENT_IDLE;
-					pg_pool_release(s->pool, s, true);
-					/* the client may already have sent its next request */
-					pg_client_process(c);
-					return;
-				}
-			}
+			if (evbuffer_get_length(in) < want)
+				return; /* small messages tether reads: wait until whole */
+			if (pg_server_status_msg(s, c, to, in, t, len) != 0)
+				return;
 			continue;
 		}
+		if (t == 'E')
+			pg_expect_error(s);
 		/* any other message: forward it; a large one streams as it arrives */
 		size_t n = evbuffer_get_length(in);
-		size_t want = (size_t)len + 1;
 		if (n < want && want <= 64 * 1024)
 			return; /* small: wait for the whole message */
 		if (n > want)
 			n = want;
-		if (to)
+		if (!drop)
 			evbuffer_remove_buffer(in, to, n);
 		else
 			evbuffer_drain(in, n);
+		s->relay_drop = drop;
 		s->relay_remaining = want - n;
 		s->pool->bytes_out += n;
 	}
@@ -339,10 +451,50 @@ void pg_server_resume(struct pg_server *s)
 		pg_server_relay(s, bufferevent_get_input(s->bev));
 }
 
+static void pg_server_on_read(struct bufferevent *bev, void *arg);
+static void pg_server_on_write(struct bufferevent *bev, void *arg);
+static void pg_server_on_event(struct bufferevent *bev, short what, void *arg);
+
+static void pg_server_send_startup(struct pg_server *s)
+{
+	pg_server_on_event(s->bev, BEV_EVENT_CONNECTED, s);
+}
+
+/* The server's one-byte answer to SSLRequest: 'S' starts TLS, 'N' is fatal unless sslmode is
+ * prefer. */
+static void pg_server_tls_answer(struct pg_server *s, struct evbuffer *in)
+{
+	if (evbuffer_get_length(in) < 1)
+		return;
+	unsigned char a;
+	evbuffer_remove(in, &a, 1);
+	if (a == 'S') {
+		if (pg_tls_server_start(s) != 0) {
+			pg_server_close(s, "cannot start TLS (out of memory)");
+			return;
+		}
+		bufferevent_setcb(s->bev, pg_server_on_read, pg_server_on_write, pg_server_on_event, s);
+		bufferevent_setwatermark(s->bev, EV_WRITE, PG_RELAY_LOW, 0);
+		bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+		return;
+	}
+	if (a != 'N' || s->pool->db->sslmode >= PG_SSL_REQUIRE) {
+		pg_server_close(s, a == 'N' ? "the server does not accept TLS connections (sslmode require)"
+					    : "unexpected answer to SSLRequest");
+		return;
+	}
+	s->tls = PG_TLS_REFUSED;
+	pg_server_send_startup(s);
+}
+
 static void pg_server_on_read(struct bufferevent *bev, void *arg)
 {
 	struct pg_server *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
+	if (s->state == PG_SERVER_CONNECTING && s->tls == PG_TLS_REQUESTED) {
+		pg_server_tls_answer(s, in);
+		return;
+	}
 	if (s->state == PG_SERVER_CONNECTING) {
 		while (s->state == PG_SERVER_CONNECTING && evbuffer_get_length(in) >= 5) {
 			unsigned char h[5];
@@ -396,6 +548,18 @@ static void pg_server_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct pg_server *s = arg;
 	if (what & BEV_EVENT_CONNECTED) {
+		if (s->tls == PG_TLS_NONE && s->pool->tls_ctx) {
+			/* SSLRequest; the answer is one byte (pg_server_tls_answer) */
+			static const unsigned char req[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
+			s->tls = PG_TLS_REQUESTED;
+			if (bufferevent_write(bev, req, sizeof(req)) != 0)
+				pg_server_close(s, "out of memory");
+			return;
+		}
+		if (s->tls == PG_TLS_HANDSHAKE) {
+			s->tls = PG_TLS_ON;
+			log_debug(&s->log, "TLS to the server established");
+		}
 		const struct pg_conf_db *db = s->pool->db;
 		const char *kv[] = { "user", db->user, "database", db->dbname ? db->dbname : db->name,
 				     "application_name", "tether", NULL };
@@ -403,8 +567,10 @@ static void pg_server_on_event(struct bufferevent *bev, short what, void *arg)
 			pg_server_close(s, "out of memory");
 		return;
 	}
-	char why[160];
-	if (what & BEV_EVENT_EOF)
+	char why[300];
+	if (s->tls == PG_TLS_HANDSHAKE || (s->tls == PG_TLS_ON && (what & BEV_EVENT_ERROR)))
+		pg_tls_error(bev, why, sizeof(why));
+	else if (what & BEV_EVENT_EOF)
 		snprintf(why, sizeof(why), "server closed the connection");
 	else
 		snprintf(why, sizeof(why), "server connection error: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -459,6 +625,10 @@ struct pg_server *pg_server_connect(struct pg_pool *pool)
 	s->log = (struct log_src){ "pg", s->id };
 	s->state = PG_SERVER_CONNECTING;
 	s->created = s->last_used = time(NULL);
+	s->all_next = pool->servers;
+	if (pool->servers)
+		pool->servers->all_prev = s;
+	pool->servers = s;
 	s->bev = bufferevent_socket_new(core_base(pg->core), -1, BEV_OPT_CLOSE_ON_FREE);
 	s->timer = evtimer_new(core_base(pg->core), pg_server_on_timer, s);
 	pool->nservers++;

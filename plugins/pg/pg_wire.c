@@ -1,5 +1,5 @@
 /* Small helpers the pooler shares: a printf-style ErrorResponse over pgproto, big-endian reads,
- * and the table of server parameters reported with ParameterStatus. */
+ * and name/value tables (server parameters, client and server settings). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +15,24 @@ uint32_t pg_wire_u32(const unsigned char *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+size_t pg_wire_request_end(struct evbuffer *in, const char *ends)
+{
+	size_t off = 0, total = evbuffer_get_length(in);
+	while (off + 5 <= total) {
+		unsigned char h[5];
+		struct evbuffer_ptr p;
+		evbuffer_ptr_set(in, &p, off, EVBUFFER_PTR_SET);
+		evbuffer_copyout_from(in, &p, h, 5);
+		uint32_t len = pg_wire_u32(h + 1);
+		if (len < 4 || off + len + 1 > total)
+			return 0;
+		off += (size_t)len + 1;
+		if (strchr(ends, h[0]))
+			return off;
+	}
+	return 0;
+}
+
 /* A printf-style ErrorResponse; a message that cannot be queued (no memory) is dropped, the
  * connection is closed right after anyway. */
 void pg_wire_error(struct evbuffer *out, const char *severity, const char *sqlstate, const char *fmt, ...)
@@ -27,27 +45,64 @@ void pg_wire_error(struct evbuffer *out, const char *severity, const char *sqlst
 	(void)!pgproto_put_error(out, severity, sqlstate, msg);
 }
 
-void pg_params_set(struct pg_params *p, const char *name, const char *value)
+int pg_params_set(struct pg_params *p, const char *name, const char *value)
 {
-	for (size_t i = 0; i < p->n; i++) {
-		if (strcmp(p->name[i], name) == 0) {
-			free(p->value[i]);
-			p->value[i] = strdup(value);
-			return;
+	for (uint32_t i = 0; i < p->n; i++) {
+		if (strcmp(p->v[i].name, name) == 0) {
+			if (strcmp(p->v[i].value, value) == 0)
+				return 0;
+			char *v = strdup(value);
+			if (!v)
+				return -1;
+			free(p->v[i].value);
+			p->v[i].value = v;
+			return 0;
 		}
 	}
-	if (p->n < PG_MAX_PARAMS) {
-		p->name[p->n] = strdup(name);
-		p->value[p->n] = strdup(value);
-		p->n++;
+	if (p->n == p->cap) {
+		uint32_t cap = p->cap ? p->cap * 2 : 4;
+		struct pg_param *nv = realloc(p->v, cap * sizeof(*nv));
+		if (!nv)
+			return -1;
+		p->v = nv;
+		p->cap = cap;
+	}
+	char *n = strdup(name), *v = strdup(value);
+	if (!n || !v) {
+		free(n);
+		free(v);
+		return -1;
+	}
+	p->v[p->n++] = (struct pg_param){ n, v };
+	return 0;
+}
+
+const char *pg_params_get(const struct pg_params *p, const char *name)
+{
+	for (uint32_t i = 0; i < p->n; i++)
+		if (strcmp(p->v[i].name, name) == 0)
+			return p->v[i].value;
+	return NULL;
+}
+
+void pg_params_del(struct pg_params *p, const char *name)
+{
+	for (uint32_t i = 0; i < p->n; i++) {
+		if (strcmp(p->v[i].name, name) == 0) {
+			free(p->v[i].name);
+			free(p->v[i].value);
+			p->v[i] = p->v[--p->n];
+			return;
+		}
 	}
 }
 
 void pg_params_clear(struct pg_params *p)
 {
-	for (size_t i = 0; i < p->n; i++) {
-		free(p->name[i]);
-		free(p->value[i]);
+	for (uint32_t i = 0; i < p->n; i++) {
+		free(p->v[i].name);
+		free(p->v[i].value);
 	}
-	p->n = 0;
+	free(p->v);
+	memset(p, 0, sizeof(*p));
 }

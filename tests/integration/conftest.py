@@ -87,7 +87,18 @@ max_wal_senders = 10
 max_replication_slots = 10
 password_encryption = 'scram-sha-256'
 log_line_prefix = '%m [%p] %q%u@%d '
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
 """)
+        # TLS over TCP, signed by a CA the tests trust (self.ca_file) for "localhost"/127.0.0.1
+        from tlscerts import CA
+        ca = CA(os.path.join(self.base, "tls"))
+        self.ca_file = ca.path
+        ca.issue("server")
+        for ext in ("crt", "key"):
+            shutil.copy(os.path.join(self.base, "tls", "server." + ext), os.path.join(self.datadir, "server." + ext))
+        os.chmod(os.path.join(self.datadir, "server.key"), 0o600)
         with open(os.path.join(self.datadir, "pg_hba.conf"), "w") as f:
             f.write("""# TYPE DATABASE     USER      ADDRESS        METHOD
 local   all          all                      trust

@@ -1,0 +1,247 @@
+/* Client settings across servers: what a client asked for at startup (and what the server
+ * reported since, when the client changed it), compared with the server it is given and
+ * re-applied with tether's own query before the client's first message reaches that server. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "pg_internal.h"
+#include "startup.h"
+
+/* Settings PostgreSQL reports with ParameterStatus and a client may set: the server's report
+ * tells tether what each server has, so these are compared with it. */
+static const char *const pg_guc_reported_names[] = {
+	"application_name", "client_encoding", "DateStyle", "IntervalStyle", "TimeZone",
+	"standard_conforming_strings", "default_transaction_read_only", NULL,
+};
+
+static const char *pg_guc_reported_name(const char *name)
+{
+	for (size_t i = 0; pg_guc_reported_names[i]; i++)
+		if (strcasecmp(name, pg_guc_reported_names[i]) == 0)
+			return pg_guc_reported_names[i];
+	return NULL;
+}
+
+/* GUC names are identifiers, possibly qualified (an extension's "plan.x"); nothing else is let
+ * near a query. */
+static bool pg_guc_name_ok(const char *n)
+{
+	if (!*n || strlen(n) > 63 || !(isalpha((unsigned char)*n) || *n == '_'))
+		return false;
+	for (; *n; n++)
+		if (!isalnum((unsigned char)*n) && *n != '_' && *n != '.')
+			return false;
+	return true;
+}
+
+static int pg_guc_add(struct pg_client *c, const char *name, const char *value, char *err, size_t errlen)
+{
+	static const char *const refused[] = { "replication", "session_authorization", "role", "is_superuser", NULL };
+	if (!pg_guc_name_ok(name)) {
+		snprintf(err, errlen, "invalid startup parameter name");
+		return -1;
+	}
+	for (size_t i = 0; refused[i]; i++) {
+		if (strcasecmp(name, refused[i]) == 0) {
+			snprintf(err, errlen, "startup parameter \"%s\" is not supported by tether", name);
+			return -1;
+		}
+	}
+	const char *canon = pg_guc_reported_name(name);
+	char lower[64];
+	if (!canon) {
+		size_t i = 0;
+		for (; name[i]; i++)
+			lower[i] = (char)tolower((unsigned char)name[i]);
+		lower[i] = 0;
+		canon = lower;
+	}
+	if (pg_params_set(&c->gucs, canon, value) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* "options": only -c name=value and --name=value, as libpq's PGOPTIONS carries them. */
+static int pg_guc_options(struct pg_client *c, const char *opts, char *err, size_t errlen)
+{
+	char *copy = strdup(opts);
+	if (!copy) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	int rc = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(copy, " \t", &save); tok && rc == 0; tok = strtok_r(NULL, " \t", &save)) {
+		char *setting;
+		if (strcmp(tok, "-c") == 0)
+			setting = strtok_r(NULL, " \t", &save);
+		else if (strncmp(tok, "-c", 2) == 0)
+			setting = tok + 2;
+		else if (strncmp(tok, "--", 2) == 0)
+			setting = tok + 2;
+		else
+			setting = NULL;
+		char *eq = setting ? strchr(setting, '=') : NULL;
+		if (!eq) {
+			snprintf(err, errlen, "unsupported startup option in \"options\" (tether accepts -c name=value)");
+			rc = -1;
+			break;
+		}
+		*eq = 0;
+		for (char *p = setting; *p; p++)
+			if (*p == '-')
+				*p = '_';
+		rc = pg_guc_add(c, setting, eq + 1, err, errlen);
+	}
+	free(copy);
+	return rc;
+}
+
+int pg_guc_startup(struct pg_client *c, const struct startup *st, char *err, size_t errlen)
+{
+	if (st->application_name && pg_guc_add(c, "application_name", st->application_name, err, errlen) != 0)
+		return -1;
+	for (size_t i = 0; i < st->n_params; i++)
+		if (pg_guc_add(c, st->params[i].key, st->params[i].value, err, errlen) != 0)
+			return -1;
+	if (st->options && pg_guc_options(c, st->options, err, errlen) != 0)
+		return -1;
+	return 0;
+}
+
+const char *pg_guc_expected(const struct pg_client *c, const char *name)
+{
+	const char *v = pg_params_get(&c->gucs, name);
+	if (v)
+		return v;
+	/* servers log in as "tether"; a client that named itself nothing sees nothing */
+	if (strcmp(name, "application_name") == 0)
+		return "";
+	return pg_params_get(&c->pool->params, name);
+}
+
+/* E'...' reads the same whatever standard_conforming_strings says. */
+static int pg_guc_literal(struct evbuffer *b, const char *v)
+{
+	int rc = evbuffer_add(b, "E'", 2);
+	for (; *v && rc == 0; v++) {
+		if (*v == '\'' || *v == '\\')
+			rc = evbuffer_add(b, v, 1);
+		if (rc == 0)
+			rc = evbuffer_add(b, v, 1);
+	}
+	return rc == 0 ? evbuffer_add(b, "'", 1) : rc;
+}
+
+static int pg_guc_set(struct evbuffer *b, bool *first, const char *name, const char *value)
+{
+	int rc = evbuffer_add_printf(b, "%spg_catalog.set_config('%s', ", *first ? "SELECT " : ", ", name) < 0;
+	*first = false;
+	if (rc == 0)
+		rc = pg_guc_literal(b, value);
+	return rc == 0 && evbuffer_add(b, ", false)", 8) == 0 ? 0 : -1;
+}
+
+int pg_guc_apply(struct pg_client *c, struct pg_server *s)
+{
+	struct evbuffer *sets = evbuffer_new(), *resets = evbuffer_new();
+	bool first = true;
+	int rc = sets && resets ? 0 : -1;
+	/* reported settings: what the client was told (its own or the pool's) against the server's */
+	for (size_t i = 0; rc == 0 && pg_guc_reported_names[i]; i++) {
+		const char *n = pg_guc_reported_names[i];
+		const char *want = pg_guc_expected(c, n);
+		const char *have = pg_params_get(&s->params, n);
+		if (want && (!have || strcmp(want, have) != 0))
+			rc = pg_guc_set(sets, &first, n, want);
+	}
+	/* others: what the client asked for against what tether set on this server */
+	for (uint32_t i = 0; rc == 0 && i < c->gucs.n; i++) {
+		const struct pg_param *p = &c->gucs.v[i];
+		if (pg_guc_reported_name(p->name))
+			continue;
+		const char *have = pg_params_get(&s->gucs, p->name);
+		if (!have || strcmp(have, p->value) != 0) {
+			rc = pg_guc_set(sets, &first, p->name, p->value);
+			if (rc == 0)
+				rc = pg_params_set(&s->gucs, p->name, p->value);
+		}
+	}
+	for (uint32_t i = 0; rc == 0 && i < s->gucs.n;) {
+		const char *n = s->gucs.v[i].name;
+		if (pg_params_get(&c->gucs, n)) {
+			i++;
+			continue;
+		}
+		rc = evbuffer_add_printf(resets, ";RESET %s", n) < 0 ? -1 : 0;
+		pg_params_del(&s->gucs, n);
+	}
+	size_t ns = sets ? evbuffer_get_length(sets) : 0, nr = resets ? evbuffer_get_length(resets) : 0;
+	if (rc == 0 && (ns || nr)) {
+		if (!ns)
+			evbuffer_drain(resets, 1); /* the leading ';' */
+		if (evbuffer_add_buffer(sets, resets) != 0 || evbuffer_add(sets, "", 1) != 0) {
+			rc = -1;
+		} else {
+			const char *sql = (const char *)evbuffer_pullup(sets, -1);
+			free(s->inject_error);
+			s->inject_error = NULL;
+			rc = sql && pgproto_put_query(bufferevent_get_output(s->bev), sql) == 0 &&
+					     pg_expect_push(s, PG_EXP_QUERY_DROP, NULL) == 0
+				     ? 0
+				     : -1;
+			if (rc == 0) {
+				s->guc_pending = true;
+				s->pool->guc_applies++;
+			}
+		}
+	}
+	if (sets)
+		evbuffer_free(sets);
+	if (resets)
+		evbuffer_free(resets);
+	return rc;
+}
+
+void pg_guc_reported(struct pg_client *c, const char *name, const char *value)
+{
+	const char *canon = pg_guc_reported_name(name);
+	if (!canon)
+		return;
+	/* only remembered when it differs from what every client of the pool starts with */
+	const char *pool = pg_params_get(&c->pool->params, canon);
+	if (pool && strcmp(pool, value) == 0 && !pg_params_get(&c->gucs, canon))
+		return;
+	(void)!pg_params_set(&c->gucs, canon, value);
+}
+
+void pg_guc_applied(struct pg_client *c, struct pg_server *s)
+{
+	s->guc_pending = false;
+	if (!c)
+		return;
+	if (s->inject_error) {
+		pg_client_fail(c, "22023", "tether could not apply the connection's settings on the server: %s",
+			       s->inject_error);
+		return;
+	}
+	/* keep the server's spelling ("UTF8" for "utf-8") so the next comparison matches */
+	for (uint32_t i = 0; i < c->gucs.n; i++) {
+		const char *have = pg_params_get(&s->params, c->gucs.v[i].name);
+		if (have && strcmp(have, c->gucs.v[i].value) != 0 && pg_guc_reported_name(c->gucs.v[i].name))
+			(void)!pg_params_set(&c->gucs, c->gucs.v[i].name, have);
+	}
+}
+
+void pg_guc_server_reset(struct pg_server *s)
+{
+	pg_params_clear(&s->gucs);
+}
