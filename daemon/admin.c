@@ -70,7 +70,7 @@ static void admin_metrics(struct http_request *r, void *arg)
 }
 
 /* Admin paths, when admin.auth_token is set: the bearer token must match (compared in constant time). */
-static bool admin_authorized(struct core *c, struct http_request *r)
+bool core_admin_authorized(struct core *c, struct http_request *r)
 {
 	const struct admin_conf *ac = conf_section(c->conf, "admin");
 	if (!ac->auth_token || !*ac->auth_token)
@@ -88,7 +88,7 @@ static bool admin_authorized(struct core *c, struct http_request *r)
 static void admin_config(struct http_request *r, void *arg)
 {
 	struct core *c = arg;
-	if (!admin_get_only(r) || !admin_authorized(c, r))
+	if (!admin_get_only(r) || !core_admin_authorized(c, r))
 		return;
 	json_t *restart = json_array();
 	for (size_t i = 0; i < c->nrestart_required; i++)

@@ -1,11 +1,15 @@
 /* Plugin hosting: the `struct core` handle plugins get (event base, listeners, HTTP routes,
- * metrics), and starting and stopping the plugins whose sections are present. */
+ * metrics, upstream HTTP client, credentials), and starting and stopping the plugins whose
+ * sections are present. */
 #include "core_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "core_conf.h"
+#include "credentials.h"
+#include "credentials_conf.h"
+#include "http_client.h"
 
 static const struct log_src core_log = { "core", 0 };
 
@@ -27,6 +31,54 @@ struct http_server *core_http(struct core *c)
 struct http_server *core_admin(struct core *c)
 {
 	return c->admin;
+}
+
+struct http_client *core_http_client(struct core *c)
+{
+	return c->http_client;
+}
+
+struct credentials *core_credentials(struct core *c)
+{
+	return c->credentials;
+}
+
+/* The upstream HTTP client and the credentials: core services plugins may use from init on. */
+static int core_services_start(struct core *c)
+{
+	const struct upstream_conf *uc = conf_section(c->conf, "upstream");
+	const struct http_client_opts opts = {
+		.ca_file = uc->ca_file,
+		.connect_timeout_ms = uc->connect_timeout,
+		.timeout_ms = uc->timeout,
+		.max_host_connections = (long)uc->max_host_connections,
+		.replay_max = (size_t)uc->replay_max,
+		.backoff_initial_ms = uc->backoff_initial,
+		.backoff_max_ms = uc->backoff_max,
+		.retry_window_ms = uc->retry_window,
+		.max_attempts = (int)uc->max_attempts,
+		.retry_after_max_ms = uc->retry_after_max,
+	};
+	c->http_client = http_client_create(c->base, c->metrics, &opts);
+	if (!c->http_client)
+		return -1;
+	const struct credentials_conf *cc =
+		conf_section_present(c->conf, "credentials") ? conf_section(c->conf, "credentials") : NULL;
+	c->credentials = credentials_create(c->base, c->http_client, c->metrics, cc);
+	if (!c->credentials)
+		return -1;
+	if (credentials_admin_mount(c) != 0)
+		return -1;
+	credentials_start(c->credentials);
+	return 0;
+}
+
+void core_services_stop(struct core *c)
+{
+	credentials_destroy(c->credentials);
+	c->credentials = NULL;
+	http_client_destroy(c->http_client);
+	c->http_client = NULL;
 }
 
 static int core_listener_add(struct core *c, struct listener *l, const char *owner)
@@ -111,7 +163,7 @@ void core_apply_http_limits(struct core *c)
 
 int core_start(struct core *c)
 {
-	if (admin_start(c) != 0)
+	if (admin_start(c) != 0 || core_services_start(c) != 0)
 		return -1;
 	if (conf_section_present(c->conf, "http")) {
 		const struct http_conf *hc = conf_section(c->conf, "http");

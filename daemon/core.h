@@ -1,5 +1,6 @@
 /* What the core exposes to plugins: the event base, listener hand-off, HTTP route mounting,
- * metrics registration, logging and the admin endpoint's routes. Plugins see nothing else of the daemon. */
+ * metrics registration, logging, the admin endpoint's routes, the upstream HTTP client and the
+ * Google credentials. Plugins see nothing else of the daemon. */
 #ifndef TETHER_CORE_H
 #define TETHER_CORE_H
 
@@ -10,6 +11,8 @@
 #include "metrics.h"
 
 struct core;
+struct http_client;
+struct credentials;
 
 struct event_base *core_base(struct core *c);
 struct metrics *core_metrics(struct core *c);
@@ -49,5 +52,16 @@ int core_listen(struct core *c, const char *owner, const struct core_listen_conf
 struct http_server *core_http(struct core *c);
 /* The admin endpoint's server, where plugins mount their /admin/<name> routes at start. */
 struct http_server *core_admin(struct core *c);
+/* For admin routes: true when the request carries admin.auth_token (or none is configured);
+ * otherwise answers 401 itself and returns false. */
+bool core_admin_authorized(struct core *c, struct http_request *r);
+
+/* The shared upstream HTTP client (libcurl on the loop; the `upstream` section), created at
+ * start before any plugin. Never NULL while plugins run. */
+struct http_client *core_http_client(struct core *c);
+/* The Google credentials (the `credentials` section; see credentials.h for getting a token).
+ * Never NULL while plugins run: without credentials every token request fails with "no
+ * credentials configured", which a forwarding plugin answers as 503. */
+struct credentials *core_credentials(struct core *c);
 
 #endif

@@ -1,9 +1,11 @@
-/* The core's config tables (log, admin, http, daemon) and the list of all top-level tables. */
+/* The core's config tables (log, admin, http, daemon, upstream) and the list of all top-level
+ * tables (credentials' table lives in credentials_conf.c). */
 #include "core_conf.h"
 
 #include <stddef.h>
 #include <stdlib.h>
 
+#include "credentials_conf.h"
 #include "listener.h"
 #include "log.h"
 #include "plugin.h"
@@ -111,6 +113,45 @@ const struct conf_table core_conf_daemon = {
 	.size = sizeof(struct daemon_conf),
 };
 
+#define UC(f) offsetof(struct upstream_conf, f)
+
+static const struct conf_key core_conf_upstream_keys[] = {
+	{ "ca_file", CONF_STRING, 0, UC(ca_file), NULL, 0, 0, NULL, NULL,
+	  "CA bundle (PEM) to verify upstream TLS with instead of the system store (tests, private "
+	  "CAs). Verification is always on." },
+	{ "connect_timeout", CONF_DURATION, 0, UC(connect_timeout), "10s", 100, 600000, NULL, NULL,
+	  "Bound on one connection attempt (DNS, TCP, TLS)." },
+	{ "timeout", CONF_DURATION, 0, UC(timeout), "0s", 0, 86400000, NULL, NULL,
+	  "Default bound on a whole upstream request, retries included; 0 = none (streams of any "
+	  "length). Routes may set their own." },
+	{ "retry_window", CONF_DURATION, 0, UC(retry_window), "60s", 0, 3600000, NULL, NULL,
+	  "No retry of an idempotent request starts later than this after its first attempt." },
+	{ "max_attempts", CONF_INT, 0, UC(max_attempts), "10", 1, 100, NULL, NULL,
+	  "Attempts per request, the first included (1 = never retry)." },
+	{ "backoff_initial", CONF_DURATION, 0, UC(backoff_initial), "1s", 1, 3600000, NULL, NULL,
+	  "First retry waits a random time up to this; the ceiling doubles per attempt (Google's "
+	  "strategy)." },
+	{ "backoff_max", CONF_DURATION, 0, UC(backoff_max), "60s", 1, 3600000, NULL, NULL,
+	  "Ceiling of any one wait between attempts." },
+	{ "retry_after_max", CONF_DURATION, 0, UC(retry_after_max), "60s", 1, 3600000, NULL, NULL,
+	  "A Retry-After longer than this ends the retries instead of waiting." },
+	{ "replay_max", CONF_SIZE, 0, UC(replay_max), "1MiB", 0, 1LL << 30, NULL, NULL,
+	  "Streamed request bodies up to this size are kept so the request can be retried; larger "
+	  "ones are sent once." },
+	{ "max_host_connections", CONF_INT, 0, UC(max_host_connections), "0", 0, 100000, NULL, NULL,
+	  "Connections per upstream host; 0 = unbounded (HTTP/2 multiplexes requests anyway)." },
+	{ NULL }
+};
+
+const struct conf_table core_conf_upstream = {
+	.name = "upstream",
+	.desc = "The shared HTTP client tether calls Google with (forwarding, tokens): libcurl on the "
+		"event loop, connection reuse, HTTP/2, and retries of idempotent requests on connection "
+		"errors, 408, 429 and 5xx. Keys need a restart.",
+	.keys = core_conf_upstream_keys,
+	.size = sizeof(struct upstream_conf),
+};
+
 const char core_conf_embedded_default[] = "admin:\n  listen: [\"tcp://127.0.0.1:9090\"]\n";
 
 size_t core_conf_tables(const struct conf_table *const **out)
@@ -118,13 +159,15 @@ size_t core_conf_tables(const struct conf_table *const **out)
 	static const struct conf_table **tables;
 	static size_t n;
 	if (!tables) {
-		tables = calloc(4 + plugin_count, sizeof(*tables));
+		tables = calloc(6 + plugin_count, sizeof(*tables));
 		if (!tables)
 			abort();
 		tables[n++] = &core_conf_log;
 		tables[n++] = &core_conf_daemon;
 		tables[n++] = &core_conf_admin;
 		tables[n++] = &core_conf_http;
+		tables[n++] = &core_conf_upstream;
+		tables[n++] = &core_conf_credentials;
 		for (size_t i = 0; i < plugin_count; i++)
 			if (plugin_table[i]->conf)
 				tables[n++] = plugin_table[i]->conf;

@@ -1,5 +1,6 @@
-/* The core's own config sections (log, admin, http, daemon) and the full table list handed to
- * the loader: the core's sections followed by every built-in plugin's. */
+/* The core's own config sections (log, admin, http, daemon, upstream; credentials has its own
+ * file) and the full table list handed to the loader: the core's sections followed by every
+ * built-in plugin's. */
 #ifndef TETHER_CORE_CONF_H
 #define TETHER_CORE_CONF_H
 
@@ -32,7 +33,22 @@ struct daemon_conf {
 	int64_t max_open_files;
 };
 
-extern const struct conf_table core_conf_log, core_conf_admin, core_conf_http, core_conf_daemon;
+/* Options of the shared upstream HTTP client (struct http_client_opts). */
+struct upstream_conf {
+	char *ca_file;
+	int64_t connect_timeout; /* ms */
+	int64_t timeout;         /* ms, 0 = none */
+	int64_t retry_window;    /* ms */
+	int64_t max_attempts;
+	int64_t backoff_initial; /* ms */
+	int64_t backoff_max;     /* ms */
+	int64_t retry_after_max; /* ms */
+	uint64_t replay_max;
+	int64_t max_host_connections;
+};
+
+extern const struct conf_table core_conf_log, core_conf_admin, core_conf_http, core_conf_daemon,
+	core_conf_upstream;
 
 /* Every top-level table (core + plugins), in the order the reference config lists them. */
 size_t core_conf_tables(const struct conf_table *const **out);

@@ -11,6 +11,8 @@
 #include "plugin.h"
 
 struct event;
+struct http_client;
+struct credentials;
 
 struct core_plugin {
 	const struct plugin *p;
@@ -34,6 +36,8 @@ struct core {
 	bool log_format_forced;
 	struct http_server *admin;
 	struct http_server *http;
+	struct http_client *http_client; /* upstream HTTP (the `upstream` section) */
+	struct credentials *credentials; /* always set once started (source none without a section) */
 	struct core_listener *listeners;
 	size_t nlisteners;
 	struct core_plugin *plugins;
@@ -53,6 +57,9 @@ int daemon_run(struct core *c);
 int core_start(struct core *c);
 void core_apply_http_limits(struct core *c);
 void core_plugins_stop(struct core *c);
+/* Frees the credentials and the upstream HTTP client (after the plugins and servers). */
+void core_services_stop(struct core *c);
+int credentials_admin_mount(struct core *c);
 void core_listeners_close(struct core *c);
 void core_listeners_pause(struct core *c);
 int admin_start(struct core *c);

@@ -208,6 +208,7 @@ int daemon_run(struct core *c)
 	if (c->admin)
 		http_server_destroy(c->admin);
 	c->http = c->admin = NULL;
+	core_services_stop(c);
 	core_listeners_close(c);
 	metrics_collector_remove(c->metrics, admin_collect, c);
 	struct event *evs[] = { c->ev_hup, c->ev_term, c->ev_int, c->ev_shutdown, c->ev_watchdog };

@@ -1,0 +1,123 @@
+/* Private state of the upstream HTTP client, shared by http_client.c (the multi handle on the
+ * loop, attempts, retries, metrics) and http_client_req.c (the request API and libcurl's
+ * per-transfer callbacks). Nothing outside those two files includes this. */
+#ifndef TETHER_HTTP_CLIENT_INTERNAL_H
+#define TETHER_HTTP_CLIENT_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+#include <event2/util.h>
+
+#include "http_client.h"
+#include "http_retry.h"
+#include "log.h"
+
+/* A retryable answer's body is read and thrown away up to this much; past it the transfer is
+ * cut (the connection is lost, but a huge error body is not worth reading). */
+#define HTTP_CLIENT_DISCARD_MAX (64 * 1024)
+
+/* One state per request, changed only by http_client_req_set_state. "Active" states count in
+ * http_client_active() and the in-flight gauge. Every request is on c->reqs until freed. */
+enum http_client_req_state {
+	HTTP_CLIENT_REQ_NEW,     /* created, not started; not active */
+	HTTP_CLIENT_REQ_WAITING, /* start or backoff timer armed on r->ev; active */
+	HTTP_CLIENT_REQ_RUNNING, /* easy handle in the multi; active */
+	HTTP_CLIENT_REQ_HELD,    /* transfer complete while the consumer paused: on_done waits for
+				    http_client_req_resume_body; active */
+	HTTP_CLIENT_REQ_DONE,    /* finishing (on_done running) or being freed; not active */
+};
+
+struct http_client_resp_header {
+	char *name, *value;
+};
+
+struct http_client_req {
+	struct http_client *c;
+	struct http_client_req *prev, *next; /* c->reqs */
+	enum http_client_req_state state;
+	CURL *easy;
+	char *method, *url, *log_target; /* log_target: host + path, never userinfo or query */
+	const char *upstream;
+	struct curl_slist *headers;
+	struct http_client_cbs cbs;
+	void *arg;
+	bool idempotent;
+	int64_t timeout_ms;
+	struct metric_series *m_inflight;
+
+	/* Request body. body_in: queued by the caller and not yet handed to curl. replay: what this
+	 * attempt handed to curl, kept (while keep_replay) so another attempt can send it again.
+	 * replayable turns false for good once a byte was handed over without being kept. */
+	bool has_body, streamed, body_ended, body_short;
+	bool replayable, keep_replay;
+	int64_t content_length; /* -1 = unknown */
+	uint64_t body_total;    /* bytes the caller handed over in all (streamed bodies) */
+	struct evbuffer *body_in, *replay;
+	size_t replay_max;
+	uint64_t sent; /* handed to curl in this attempt */
+	bool want_drain, drain_pending;
+
+	/* Response of the current attempt. */
+	int status;
+	struct http_client_resp_header *rh;
+	size_t nrh, caprh;
+	bool head_done, delivered, discard;
+	int64_t retry_delay_ms;
+	size_t discarded;
+	struct evbuffer *chunk;
+
+	/* Pausing: what the consumer asked, what curl has paused now, and deferred work. */
+	bool user_paused, curl_recv_paused, curl_send_paused, unpause_pending, deliver_pending;
+
+	int attempts;
+	int64_t t_first, t_attempt, start_at; /* monotonic ms */
+	struct event *ev;                      /* start, backoff and deferred work */
+	bool cancelled;
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct http_client_sock {
+	struct http_client_sock *prev, *next; /* c->socks */
+	struct event *ev;
+	short what;
+};
+
+struct http_client {
+	struct event_base *base;
+	struct metrics *metrics;
+	CURLM *multi;
+	struct event *timer;
+	struct http_client_opts opts;
+	char *ca_file, *user_agent;
+	struct http_retry_policy policy;
+	struct http_client_req *reqs;
+	struct http_client_sock *socks;
+	size_t active;
+	int depth; /* > 0 inside a libcurl call or a caller's callback: frees must be deferred */
+	bool destroying;
+	struct metric *m_requests, *m_retries, *m_errors, *m_inflight, *m_duration;
+};
+
+extern const struct log_src http_client_log;
+
+int64_t http_client_now_ms(void);
+void http_client_req_set_state(struct http_client_req *r, enum http_client_req_state to);
+void http_client_req_free(struct http_client_req *r);
+/* Runs r's deferred work (drain notice, unpausing, delivery, freeing) on the next loop turn. */
+void http_client_req_defer(struct http_client_req *r);
+void http_client_req_on_event(evutil_socket_t fd, short what, void *arg);
+/* Delay before another attempt (Retry-After in ms or -1), or -1 when there must not be one. */
+int64_t http_client_retry_delay(struct http_client_req *r, int64_t retry_after_ms);
+
+/* libcurl callbacks for one transfer (http_client_req.c). */
+size_t http_client_req_header_cb(char *buf, size_t size, size_t n, void *arg);
+size_t http_client_req_write_cb(char *buf, size_t size, size_t n, void *arg);
+size_t http_client_req_read_cb(char *buf, size_t size, size_t n, void *arg);
+int http_client_req_seek_cb(void *arg, curl_off_t offset, int origin);
+/* Hands the consumer the response bytes waiting in r->chunk (depth-guarded). */
+void http_client_req_deliver(struct http_client_req *r);
+
+#endif

@@ -1,0 +1,572 @@
+/* Upstream HTTP requests: building one (method, URL, headers, a whole or streamed body),
+ * feeding and pausing its bodies, and the libcurl callbacks that move bytes between curl and
+ * the caller with back-pressure both ways. The transfer's life is in http_client.c. */
+#include "http_client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "http_client_internal.h"
+#include "http_retry.h"
+#include "log.h"
+#include "metrics.h"
+
+/* Headers the client sets itself (body framing) or that are hop-by-hop: a forwarder copying an
+ * application's request must not pass them on, and HTTP/2 forbids most of them. */
+static const char *const http_client_req_managed[] = {
+	"Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Proxy-Connection",
+	"TE",             "Upgrade",           "Expect",     "Trailer",
+};
+
+/* host + path of the URL for log lines; userinfo and the query (signatures, upload ids) are
+ * left out. NULL when the URL is not http(s). */
+static char *http_client_req_log_target(const char *url)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *path = NULL, *out = NULL;
+	if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+		goto fail;
+	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
+		goto fail;
+	if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
+		goto fail;
+	if (asprintf(&out, "%s%s", host, path) < 0)
+		out = NULL;
+fail:
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(path);
+	curl_url_cleanup(u);
+	return out;
+}
+
+/* A method is an HTTP token: it goes verbatim into the request line. */
+static bool http_client_req_token(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!strchr("!#$%&'*+-.^_`|~", *s) && !((*s >= '0' && *s <= '9') || (*s >= 'A' && *s <= 'Z') ||
+							 (*s >= 'a' && *s <= 'z')))
+			return false;
+	return true;
+}
+
+struct http_client_req *http_client_req_create(struct http_client *c, const char *upstream, const char *method,
+					       const char *url)
+{
+	if (!http_client_req_token(method)) {
+		log_warn(&http_client_log, "(%s): invalid HTTP method", upstream ? upstream : "upstream");
+		return NULL;
+	}
+	struct http_client_req *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->c = c;
+	r->state = HTTP_CLIENT_REQ_NEW;
+	r->upstream = upstream ? upstream : "upstream";
+	r->method = strdup(method);
+	r->url = strdup(url);
+	r->log_target = http_client_req_log_target(url);
+	r->body_in = evbuffer_new();
+	r->replay = evbuffer_new();
+	r->chunk = evbuffer_new();
+	r->easy = curl_easy_init();
+	r->ev = evtimer_new(c->base, http_client_req_on_event, r);
+	r->replayable = true;
+	r->replay_max = c->opts.replay_max;
+	r->timeout_ms = c->opts.timeout_ms;
+	r->retry_delay_ms = -1;
+	r->content_length = -1;
+	/* Safe methods are idempotent; anything else only when the caller says so. PUT and DELETE
+	 * are not assumed: Google's strategy retries them only with a precondition. */
+	r->idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 || strcmp(method, "OPTIONS") == 0;
+	r->next = c->reqs;
+	if (c->reqs)
+		c->reqs->prev = r;
+	c->reqs = r;
+	if (!r->method || !r->url || !r->body_in || !r->replay || !r->chunk || !r->easy || !r->ev) {
+		http_client_req_free(r);
+		return NULL;
+	}
+	if (!r->log_target) {
+		log_warn(&http_client_log, "%s (%s): not a valid http(s) URL", r->method, r->upstream);
+		http_client_req_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+int http_client_req_header(struct http_client_req *r, const char *name, const char *value)
+{
+	if (r->state != HTTP_CLIENT_REQ_NEW || !http_client_req_token(name) || strpbrk(value, "\r\n"))
+		return -1;
+	for (size_t i = 0; i < sizeof(http_client_req_managed) / sizeof(*http_client_req_managed); i++)
+		if (strcasecmp(name, http_client_req_managed[i]) == 0)
+			return 0;
+	char *line;
+	if (asprintf(&line, "%s: %s", name, value) < 0)
+		return -1;
+	/* "Name:" alone would tell curl to drop the header; "Name;" sends it empty. */
+	if (!*value)
+		line[strlen(name)] = ';';
+	struct curl_slist *l = curl_slist_append(r->headers, line);
+	free(line);
+	if (!l)
+		return -1;
+	r->headers = l;
+	return 0;
+}
+
+void http_client_req_header_remove(struct http_client_req *r, const char *name)
+{
+	if (r->state != HTTP_CLIENT_REQ_NEW)
+		return; /* curl holds the list of a started request */
+	size_t nlen = strlen(name);
+	struct curl_slist **pp = &r->headers;
+	while (*pp) {
+		struct curl_slist *h = *pp;
+		if (strncasecmp(h->data, name, nlen) == 0 && (h->data[nlen] == ':' || h->data[nlen] == ';')) {
+			*pp = h->next;
+			h->next = NULL;
+			curl_slist_free_all(h);
+		} else {
+			pp = &h->next;
+		}
+	}
+}
+
+int http_client_req_body(struct http_client_req *r, const void *data, size_t len)
+{
+	if (r->state != HTTP_CLIENT_REQ_NEW)
+		return -1;
+	evbuffer_drain(r->body_in, evbuffer_get_length(r->body_in));
+	if (len && evbuffer_add(r->body_in, data, len) != 0)
+		return -1;
+	r->has_body = true;
+	r->streamed = false;
+	r->body_ended = true;
+	r->content_length = (int64_t)len;
+	r->body_total = len;
+	r->replay_max = SIZE_MAX; /* the caller handed it all over: always replayable */
+	return 0;
+}
+
+void http_client_req_body_stream(struct http_client_req *r, int64_t content_length)
+{
+	if (r->state != HTTP_CLIENT_REQ_NEW)
+		return;
+	r->has_body = true;
+	r->streamed = true;
+	r->content_length = content_length < 0 ? -1 : content_length;
+}
+
+void http_client_req_idempotent(struct http_client_req *r, bool idempotent)
+{
+	r->idempotent = idempotent;
+}
+
+void http_client_req_timeout(struct http_client_req *r, int64_t ms)
+{
+	r->timeout_ms = ms > 0 ? ms : 0;
+}
+
+void http_client_req_callbacks(struct http_client_req *r, const struct http_client_cbs *cbs, void *arg)
+{
+	if (r->cancelled)
+		return;
+	r->cbs = *cbs;
+	r->arg = arg;
+}
+
+/* Options for the easy handle, set once: every attempt reuses them. */
+static int http_client_req_setup(struct http_client_req *r)
+{
+	struct http_client *c = r->c;
+	CURL *e = r->easy;
+	/* "Expect:" with no value removes curl's own Expect: 100-continue, which would make every
+	 * large or streamed upload wait up to a second for an answer many servers never send. */
+	struct curl_slist *l = curl_slist_append(r->headers, "Expect:");
+	if (!l)
+		return -1;
+	r->headers = l;
+	/* POST/PUT/PATCH without a body still say Content-Length: 0 (Google front ends want it). */
+	if (!r->has_body && (strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0 ||
+			     strcmp(r->method, "PATCH") == 0))
+		if (http_client_req_body(r, "", 0) != 0)
+			return -1;
+	CURLcode rc = CURLE_OK;
+	rc |= curl_easy_setopt(e, CURLOPT_URL, r->url);
+	rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	rc |= curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+	rc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	rc |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+	rc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+	rc |= curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
+	rc |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+			       c->opts.http1_only ? (long)CURL_HTTP_VERSION_1_1 : (long)CURL_HTTP_VERSION_2TLS);
+	/* Waiting to multiplex pays off only where HTTP/2 can appear: over TLS, where ALPN settles
+	 * it during the handshake. On plain http curl would hold every further request to the host
+	 * until the first one's response began. */
+	if (!c->opts.http1_only && strncasecmp(r->url, "https:", 6) == 0)
+		rc |= curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+	rc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->opts.connect_timeout_ms);
+	rc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	rc |= curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+	/* TLS is always verified; only the trust store is configurable. */
+	rc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	rc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	rc |= curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	if (c->ca_file)
+		rc |= curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+	rc |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_client_req_header_cb);
+	rc |= curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+	rc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_client_req_write_cb);
+	rc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	if (r->has_body) {
+		rc |= curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+		rc |= curl_easy_setopt(e, CURLOPT_READFUNCTION, http_client_req_read_cb);
+		rc |= curl_easy_setopt(e, CURLOPT_READDATA, r);
+		rc |= curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, http_client_req_seek_cb);
+		rc |= curl_easy_setopt(e, CURLOPT_SEEKDATA, r);
+		rc |= curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->content_length);
+		rc |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+	} else if (strcmp(r->method, "HEAD") == 0) {
+		rc |= curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+	} else if (strcmp(r->method, "GET") != 0) {
+		rc |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+	}
+	return rc == CURLE_OK ? 0 : -1;
+}
+
+int http_client_req_start(struct http_client_req *r)
+{
+	struct http_client *c = r->c;
+	if (r->state != HTTP_CLIENT_REQ_NEW || r->cancelled)
+		return -1; /* misuse (started twice, or cancelled): nothing changes */
+	if (c->destroying || http_client_req_setup(r) != 0)
+		goto fail;
+	/* Replay costs memory only when it can pay off: an idempotent request whose body fits. */
+	r->keep_replay = r->idempotent && (r->content_length < 0 || (uint64_t)r->content_length <= r->replay_max);
+	if (c->metrics)
+		r->m_inflight = metrics_series(c->m_inflight, r->upstream);
+	r->start_at = 0;
+	http_client_req_set_state(r, HTTP_CLIENT_REQ_WAITING);
+	event_active(r->ev, EV_TIMEOUT, 0);
+	return 0;
+fail:
+	log_warn(&http_client_log, "%s %s (%s): cannot start the request", r->method, r->log_target, r->upstream);
+	http_client_req_free(r);
+	return -1;
+}
+
+void http_client_req_cancel(struct http_client_req *r)
+{
+	if (!r || r->cancelled)
+		return;
+	r->cancelled = true;
+	memset(&r->cbs, 0, sizeof(r->cbs));
+	if (r->c->depth == 0 && r->state != HTTP_CLIENT_REQ_DONE) {
+		http_client_req_free(r);
+		return;
+	}
+	/* The caller may be inside one of our callbacks, possibly inside curl, where the handle
+	 * cannot be removed: curl callbacks now abort, and the request's event frees it (or
+	 * http_client_finish does, when on_done is on the stack). */
+	if (r->state != HTTP_CLIENT_REQ_DONE)
+		event_active(r->ev, EV_TIMEOUT, 0);
+}
+
+/* --- request body --- */
+
+int http_client_req_body_write(struct http_client_req *r, struct evbuffer *buf)
+{
+	if (r->body_ended || !r->streamed || r->cancelled)
+		return -1;
+	size_t len = evbuffer_get_length(buf);
+	if (r->content_length >= 0 && r->body_total + len > (uint64_t)r->content_length)
+		return -1;
+	if (evbuffer_add_buffer(r->body_in, buf) != 0)
+		return -1;
+	r->body_total += len;
+	if (evbuffer_get_length(r->body_in) >= r->c->opts.body_high_water)
+		r->want_drain = true;
+	if (r->curl_send_paused && !r->unpause_pending) {
+		r->unpause_pending = true;
+		http_client_req_defer(r);
+	}
+	return 0;
+}
+
+int http_client_req_body_end(struct http_client_req *r)
+{
+	if (r->body_ended || !r->streamed || r->cancelled)
+		return -1;
+	r->body_ended = true;
+	r->drain_pending = false;
+	if (r->curl_send_paused && !r->unpause_pending) {
+		r->unpause_pending = true;
+		http_client_req_defer(r);
+	}
+	return 0;
+}
+
+bool http_client_req_body_full(const struct http_client_req *r)
+{
+	return evbuffer_get_length(r->body_in) >= r->c->opts.body_high_water;
+}
+
+size_t http_client_req_body_pending(const struct http_client_req *r)
+{
+	return evbuffer_get_length(r->body_in);
+}
+
+/* --- response body --- */
+
+void http_client_req_pause_body(struct http_client_req *r)
+{
+	r->user_paused = true;
+}
+
+void http_client_req_resume_body(struct http_client_req *r)
+{
+	if (!r->user_paused)
+		return;
+	r->user_paused = false;
+	if (r->curl_recv_paused)
+		r->unpause_pending = true;
+	if (evbuffer_get_length(r->chunk))
+		r->deliver_pending = true;
+	if (r->unpause_pending || r->deliver_pending || r->state == HTTP_CLIENT_REQ_HELD)
+		http_client_req_defer(r);
+}
+
+void http_client_req_deliver(struct http_client_req *r)
+{
+	r->deliver_pending = false;
+	if (!evbuffer_get_length(r->chunk))
+		return;
+	if (!r->cbs.on_body) {
+		evbuffer_drain(r->chunk, evbuffer_get_length(r->chunk));
+		return;
+	}
+	r->c->depth++;
+	r->cbs.on_body(r, r->chunk, r->arg);
+	r->c->depth--;
+	/* A consumer that leaves a high-water mark's worth behind is paused, as if it had asked. */
+	if (evbuffer_get_length(r->chunk) >= r->c->opts.body_high_water)
+		r->user_paused = true;
+}
+
+/* --- libcurl callbacks (inside curl: never call curl from here, only flag and defer) --- */
+
+static void http_client_req_add_resp_header(struct http_client_req *r, const char *line, size_t len)
+{
+	while (len && (line[len - 1] == '\r' || line[len - 1] == '\n'))
+		len--;
+	if (len && (line[0] == ' ' || line[0] == '\t')) {
+		/* obs-fold continuation (RFC 9110 5.5): joins the previous value with a space. */
+		if (!r->nrh)
+			return;
+		while (len && (*line == ' ' || *line == '\t'))
+			line++, len--;
+		char *prev = r->rh[r->nrh - 1].value, *joined;
+		if (asprintf(&joined, "%s %.*s", prev, (int)len, line) < 0)
+			return;
+		free(prev);
+		r->rh[r->nrh - 1].value = joined;
+		return;
+	}
+	const char *colon = memchr(line, ':', len);
+	if (!colon || colon == line)
+		return;
+	if (r->nrh == r->caprh) {
+		size_t cap = r->caprh ? r->caprh * 2 : 16;
+		struct http_client_resp_header *n = realloc(r->rh, cap * sizeof(*n));
+		if (!n)
+			return;
+		r->rh = n;
+		r->caprh = cap;
+	}
+	const char *v = colon + 1, *end = line + len;
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	r->rh[r->nrh].name = strndup(line, (size_t)(colon - line));
+	r->rh[r->nrh].value = strndup(v, (size_t)(end - v));
+	if (!r->rh[r->nrh].name || !r->rh[r->nrh].value) {
+		free(r->rh[r->nrh].name);
+		free(r->rh[r->nrh].value);
+		return;
+	}
+	r->nrh++;
+}
+
+size_t http_client_req_header_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct http_client_req *r = arg;
+	size_t len = size * n;
+	if (r->cancelled)
+		return 0;
+	if (r->head_done)
+		return len; /* trailers */
+	if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+		/* A new head: the first, or the final one after a 1xx. */
+		for (size_t i = 0; i < r->nrh; i++) {
+			free(r->rh[i].name);
+			free(r->rh[i].value);
+		}
+		r->nrh = 0;
+		return len;
+	}
+	if (!(len <= 2 && len > 0 && (buf[0] == '\r' || buf[0] == '\n'))) {
+		http_client_req_add_resp_header(r, buf, len);
+		return len;
+	}
+	long status = 0;
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (status < 200)
+		return len; /* 100 Continue and friends */
+	r->status = (int)status;
+	r->head_done = true;
+	if (http_retry_status(r->status)) {
+		const char *ra = http_client_resp_header(r, "Retry-After");
+		int64_t ra_ms = ra ? http_retry_after_ms(ra, time(NULL)) : -1;
+		int64_t delay = http_client_retry_delay(r, ra_ms);
+		if (delay >= 0) {
+			r->discard = true;
+			r->retry_delay_ms = delay;
+			/* Stop sending the body too: the next attempt sends it again. */
+			bool body_left = r->has_body && !(r->body_ended && evbuffer_get_length(r->body_in) == 0);
+			return body_left ? 0 : len;
+		}
+	}
+	r->delivered = true;
+	if (r->cbs.on_headers)
+		r->cbs.on_headers(r, r->status, r->arg);
+	return r->cancelled ? 0 : len;
+}
+
+size_t http_client_req_write_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct http_client_req *r = arg;
+	size_t len = size * n;
+	if (r->cancelled)
+		return 0;
+	if (r->discard) {
+		r->discarded += len;
+		return r->discarded > HTTP_CLIENT_DISCARD_MAX ? 0 : len;
+	}
+	if (r->user_paused) {
+		/* curl keeps these bytes and offers them again after curl_easy_pause(CONT). */
+		r->curl_recv_paused = true;
+		return CURL_WRITEFUNC_PAUSE;
+	}
+	if (evbuffer_add(r->chunk, buf, len) != 0)
+		return 0;
+	http_client_req_deliver(r);
+	/* A pause asked inside on_body applies from the next call: these bytes are taken. */
+	return r->cancelled ? 0 : len;
+}
+
+size_t http_client_req_read_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct http_client_req *r = arg;
+	if (r->cancelled)
+		return CURL_READFUNC_ABORT;
+	size_t avail = evbuffer_get_length(r->body_in);
+	if (avail == 0) {
+		if (r->body_ended) {
+			if (r->content_length >= 0 && r->sent < (uint64_t)r->content_length) {
+				r->body_short = true;
+				return CURL_READFUNC_ABORT;
+			}
+			return 0;
+		}
+		r->curl_send_paused = true;
+		if (!r->drain_pending) {
+			r->drain_pending = true;
+			http_client_req_defer(r);
+		}
+		return CURL_READFUNC_PAUSE;
+	}
+	int got = evbuffer_remove(r->body_in, buf, size * n);
+	if (got <= 0)
+		return CURL_READFUNC_ABORT;
+	if (r->keep_replay && r->replayable && evbuffer_get_length(r->replay) + (size_t)got <= r->replay_max) {
+		evbuffer_add(r->replay, buf, (size_t)got);
+	} else if (r->replayable) {
+		/* Handed over without a copy: from here on this request is never replayed. */
+		evbuffer_drain(r->replay, evbuffer_get_length(r->replay));
+		r->replayable = false;
+	}
+	r->sent += (uint64_t)got;
+	if (r->want_drain && !r->drain_pending && !r->body_ended &&
+	    evbuffer_get_length(r->body_in) < r->c->opts.body_high_water / 2) {
+		r->drain_pending = true;
+		http_client_req_defer(r);
+	}
+	return (size_t)got;
+}
+
+/* curl rewinds the body when it resends a request by itself (a reused connection found dead).
+ * Possible only while everything sent is still in the replay buffer. */
+int http_client_req_seek_cb(void *arg, curl_off_t offset, int origin)
+{
+	struct http_client_req *r = arg;
+	if (origin != SEEK_SET || offset != 0)
+		return CURL_SEEKFUNC_CANTSEEK;
+	if (r->sent == 0)
+		return CURL_SEEKFUNC_OK;
+	if (!r->keep_replay || !r->replayable)
+		return CURL_SEEKFUNC_CANTSEEK;
+	evbuffer_prepend_buffer(r->body_in, r->replay);
+	r->sent = 0;
+	return CURL_SEEKFUNC_OK;
+}
+
+/* --- response accessors --- */
+
+const char *http_client_resp_header(const struct http_client_req *r, const char *name)
+{
+	for (size_t i = 0; i < r->nrh; i++)
+		if (strcasecmp(r->rh[i].name, name) == 0)
+			return r->rh[i].value;
+	return NULL;
+}
+
+size_t http_client_resp_header_count(const struct http_client_req *r)
+{
+	return r->nrh;
+}
+
+void http_client_resp_header_at(const struct http_client_req *r, size_t i, const char **name, const char **value)
+{
+	*name = i < r->nrh ? r->rh[i].name : NULL;
+	*value = i < r->nrh ? r->rh[i].value : NULL;
+}
+
+int http_client_resp_status(const struct http_client_req *r)
+{
+	return r->status;
+}
+
+int http_client_req_attempts(const struct http_client_req *r)
+{
+	return r->attempts;
+}
+
+uint64_t http_client_req_body_sent(const struct http_client_req *r)
+{
+	return r->sent;
+}
