@@ -385,6 +385,15 @@ static void pg_client_startup(struct pg_client *c)
 		c->application_name = st.application_name ? strdup(st.application_name) : NULL;
 		char err[160];
 		rc = pg_guc_startup(c, &st, err, sizeof(err));
+		if (rc == 0 && (st.minor != 0 || st.n_proto_opts > 0)) {
+			/* protocol 3.x with x > 0, or _pq_ options: tether speaks 3.0 and none of them */
+			const char *names[64];
+			size_t n = 0;
+			for (; n < st.n_proto_opts && n < 64; n++)
+				names[n] = st.proto_opts[n].key;
+			if (pgproto_put_negotiate_protocol_version(bufferevent_get_output(c->bev), 0, names, n) != 0)
+				snprintf(err, sizeof(err), "out of memory"), rc = -1;
+		}
 		startup_deinit(&st);
 		if (rc != 0) {
 			pg_client_fail(c, "08P01", "%s", err);

@@ -396,3 +396,26 @@ def test_min_idle_idle_timeout_and_checks(pooler, postgres):
         assert cur.fetchone()[0] == 7
     for c in conns:
         c.close()
+
+
+def test_newer_protocol_and_pq_options_are_negotiated_down(pooler):
+    """A client asking for 3.2 and a _pq_ option gets NegotiateProtocolVersion (3.0, the option
+    listed as unsupported) and logs in, as PostgreSQL itself answers."""
+    t = pooler(pool_size=1)
+    s = raw_pg(t.sockdir)
+    s.settimeout(10)
+    body = struct.pack("!I", (3 << 16) | 2) + b"user\0app\0database\0appdb\0_pq_.compression\0on\0\0"
+    s.sendall(struct.pack("!I", len(body) + 4) + body)
+    buf = b""
+    while not buf.endswith(b"Z\0\0\0\x05I"):
+        chunk = s.recv(65536)
+        assert chunk
+        buf += chunk
+    assert buf[:1] == b"v"
+    n = struct.unpack("!I", buf[1:5])[0]
+    minor, count = struct.unpack("!II", buf[5:13])
+    assert (minor, count) == (3 << 16, 1) and buf[13:1 + n] == b"_pq_.compression\0"  # 3.0, as PostgreSQL sends it
+    assert buf[1 + n:2 + n] == b"R"
+    s.sendall(msg(b"Q", b"select 1\0"))
+    assert read_until_ready(s) == "TDCZ"
+    s.close()
