@@ -83,3 +83,19 @@ def test_bad_tls_files_fail_start(tetherd, postgres, tmp_path):
     t = tetherd(config(postgres, tmp_path / "pg", free_port(), "prefer", tls=tls), wait_ready=False)
     assert t.proc.wait(10) != 0
     assert "postgres.tls: cannot use" in t.log_text() and "missing.crt" in t.log_text()
+
+
+def test_long_server_password_over_tls(tetherd, postgres, tmp_path):
+    """IAM access tokens are used as passwords: 4 KiB and more must work (SCRAM over TLS)."""
+    pw = "t0k" * 1500  # 4500 characters
+    postgres.query("DROP ROLE IF EXISTS longpw")
+    postgres.query(f"CREATE ROLE longpw LOGIN PASSWORD '{pw}'")
+    postgres.query("GRANT ALL ON DATABASE appdb TO longpw")
+    sock = tmp_path / "pg"
+    text = config(postgres, sock, free_port(), "require").replace("user: app", "user: longpw").replace(
+        "${PGPW:-app-secret-pw}", "${LONGPW}")
+    t = tetherd(text, env={"LONGPW": pw})
+    with psycopg2.connect(f"host={sock} port=5432 user=app dbname=appdb") as conn, conn.cursor() as cur:
+        cur.execute("select current_user, ssl from pg_stat_ssl where pid = pg_backend_pid()")
+        assert cur.fetchone() == ("longpw", True)
+    assert pw not in t.log_text()
