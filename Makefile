@@ -57,7 +57,7 @@ $(BUILD)/libtether.a: $(LIB_OBJ)
 $(BUILD)/tetherd: $(BUILD)/obj/daemon/main.o $(BUILD)/libtether.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(BUILD)/libtether.a
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(wildcard tests/unit/*.h) $(BUILD)/libtether.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I tests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libtether.a $(PKG_LIBS)
 
