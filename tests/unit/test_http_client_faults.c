@@ -249,6 +249,19 @@ static void test_tls(const struct http_client_opts *base_opts)
 
 /* Nothing secret in logs or metrics: no token, no query string, no body. */
 
+/* The faults above show in the metrics (the rest is checked in test_http_client.c). */
+static void test_fault_metrics(struct metrics *m)
+{
+	struct evbuffer *out = evbuffer_new();
+	metrics_render(m, out);
+	evbuffer_add(out, "", 1);
+	const char *mt = (const char *)evbuffer_pullup(out, -1);
+	has_str(mt, "tether_upstream_requests_total{upstream=\"test\",result=\"retry\",code=\"none\"}",
+		"transport failures counted");
+	has_str(mt, "tether_upstream_errors_total{upstream=\"test\",kind=\"connect\"}", "connect errors counted");
+	evbuffer_free(out);
+}
+
 int main(void)
 {
 	struct http_client_opts o;
@@ -258,6 +271,7 @@ int main(void)
 	test_faults(c);
 	test_cancel(c);
 	is_int(http_client_active(c), 0, "nothing active at the end");
+	test_fault_metrics(harness_metrics);
 	http_client_destroy(c);
 	test_destroy(&o);
 	test_tls(&o);
