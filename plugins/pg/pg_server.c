@@ -567,6 +567,12 @@ static void pg_server_on_event(struct bufferevent *bev, short what, void *arg)
 			pg_server_close(s, "out of memory");
 		return;
 	}
+	/* what arrived with the close (a login ErrorResponse through TLS) says more than EOF */
+	if (s->state == PG_SERVER_CONNECTING && evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+		pg_server_on_read(bev, s);
+		if (s->state == PG_SERVER_CLOSED)
+			return;
+	}
 	char why[300];
 	if (s->tls == PG_TLS_HANDSHAKE || (s->tls == PG_TLS_ON && (what & BEV_EVENT_ERROR)))
 		pg_tls_error(bev, why, sizeof(why));
