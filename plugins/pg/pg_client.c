@@ -24,8 +24,10 @@
 
 void pg_client_free(struct pg_client *c)
 {
-	if (c->scram_active)
-		scram_server_deinit(&c->scram);
+	if (c->scram) {
+		scram_server_deinit(c->scram);
+		free(c->scram);
+	}
 	if (c->bev)
 		bufferevent_free(c->bev);
 	if (c->wait_timer)
@@ -469,16 +471,23 @@ static void pg_client_auth_begin(struct pg_client *c)
 		return;
 	}
 	/* SCRAM: an unknown user, or one stored only as an md5 hash, goes through a mock exchange */
+	/* (the exchange's state lives only while it runs: idle clients stay small) */
+	c->scram = calloc(1, sizeof(*c->scram));
+	if (!c->scram) {
+		pg_client_fail(c, "53200", "out of memory");
+		return;
+	}
 	if (u && u->have_verifier)
-		rc = scram_server_init(&c->scram, &u->verifier);
+		rc = scram_server_init(c->scram, &u->verifier);
 	else
-		rc = scram_server_init_mock(&c->scram, c->user, c->pg->auth.mock_secret,
+		rc = scram_server_init_mock(c->scram, c->user, c->pg->auth.mock_secret,
 					    sizeof(c->pg->auth.mock_secret));
 	if (rc != SCRAM_OK) {
+		free(c->scram);
+		c->scram = NULL;
 		pg_client_fail(c, "XX000", "cannot start SCRAM authentication: %s", scram_strerror(rc));
 		return;
 	}
-	c->scram_active = true;
 	static const char *const mechs[] = { SCRAM_MECHANISM, NULL };
 	if (pgproto_put_auth_sasl(out, mechs) != 0)
 		pg_client_close(c);
@@ -508,7 +517,7 @@ static void pg_client_auth_read(struct pg_client *c)
 		const char *reply;
 		size_t reply_len;
 		int rc;
-		if (c->scram_active && c->auth_step == 0) {
+		if (c->scram && c->auth_step == 0) {
 			/* SASLInitialResponse: mechanism\0, int32 length, client-first-message */
 			size_t nl = strnlen((const char *)m, ml);
 			if (nl + 5 > ml || strcmp((const char *)m, SCRAM_MECHANISM) != 0 ||
@@ -517,7 +526,7 @@ static void pg_client_auth_read(struct pg_client *c)
 				pg_client_fail(c, "08P01", "malformed SASLInitialResponse (tether offers SCRAM-SHA-256)");
 				return;
 			}
-			rc = scram_server_first(&c->scram, m + nl + 5, ml - nl - 5, &reply, &reply_len);
+			rc = scram_server_first(c->scram, m + nl + 5, ml - nl - 5, &reply, &reply_len);
 			evbuffer_drain(in, (size_t)len + 1);
 			if (rc != SCRAM_OK || pgproto_put_auth_sasl_continue(out, reply, reply_len) != 0) {
 				pg_client_auth_failed(c);
@@ -526,15 +535,16 @@ static void pg_client_auth_read(struct pg_client *c)
 			c->auth_step = 1;
 			continue;
 		}
-		if (c->scram_active) {
-			rc = scram_server_final(&c->scram, m, ml, &reply, &reply_len);
+		if (c->scram) {
+			rc = scram_server_final(c->scram, m, ml, &reply, &reply_len);
 			evbuffer_drain(in, (size_t)len + 1);
 			if (rc != SCRAM_OK || pgproto_put_auth_sasl_final(out, reply, reply_len) != 0) {
 				pg_client_auth_failed(c);
 				return;
 			}
-			scram_server_deinit(&c->scram);
-			c->scram_active = false;
+			scram_server_deinit(c->scram);
+			free(c->scram);
+			c->scram = NULL;
 			pg_client_authenticated(c);
 			return;
 		}

@@ -142,8 +142,7 @@ struct pg_client {
 	struct event *wait_timer;
 	bool unix_socket;
 	int auth_step; /* 0: waiting for the first password message, 1: SCRAM client-final */
-	struct scram_server scram;
-	bool scram_active;
+	struct scram_server *scram; /* while a SCRAM exchange runs */
 	uint8_t md5_salt[4];
 	bool in_tx; /* last ReadyForQuery said T or E */
 	bool listening; /* ran LISTEN in transaction mode: keeps its server */
