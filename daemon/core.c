@@ -124,11 +124,11 @@ int core_listen(struct core *c, const char *owner, const struct core_listen_conf
 	return 0;
 }
 
-void core_listeners_pause(struct core *c)
+void core_listeners_stop(struct core *c)
 {
 	for (size_t i = 0; i < c->nlisteners; i++)
 		if (strcmp(c->listeners[i].owner, "admin") != 0)
-			listener_pause(c->listeners[i].l);
+			listener_stop(c->listeners[i].l);
 }
 
 void core_listeners_close(struct core *c)

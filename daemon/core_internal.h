@@ -61,7 +61,7 @@ void core_plugins_stop(struct core *c);
 void core_services_stop(struct core *c);
 int credentials_admin_mount(struct core *c);
 void core_listeners_close(struct core *c);
-void core_listeners_pause(struct core *c);
+void core_listeners_stop(struct core *c);
 int admin_start(struct core *c);
 void admin_collect(struct metrics_writer *w, void *arg);
 

@@ -134,7 +134,7 @@ static void daemon_shutdown(struct core *c, const char *signame)
 	const struct daemon_conf *dc = conf_section(c->conf, "daemon");
 	log_info(&daemon_log, "%s: draining (up to %lldms), no longer accepting connections", signame,
 		 (long long)dc->shutdown_timeout);
-	core_listeners_pause(c);
+	core_listeners_stop(c);
 	struct timeval tv = { dc->shutdown_timeout / 1000, (dc->shutdown_timeout % 1000) * 1000 };
 	evtimer_add(c->ev_shutdown, &tv);
 

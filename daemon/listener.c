@@ -391,7 +391,7 @@ static void listener_on_accept(struct evconnlistener *evl, evutil_socket_t fd, s
 static void listener_on_retry(evutil_socket_t fd, short what, void *arg)
 {
 	struct listener *l = arg;
-	if (!l->paused)
+	if (!l->paused && l->evl)
 		evconnlistener_enable(l->evl);
 }
 
@@ -497,16 +497,14 @@ struct listener *listener_adopt_named(struct event_base *base, const char *name,
 	return listener_wrap(base, fd, url, cb, arg, l, err, sizeof(err));
 }
 
-void listener_pause(struct listener *l)
+void listener_stop(struct listener *l)
 {
 	l->paused = true;
-	evconnlistener_disable(l->evl);
-}
-
-void listener_resume(struct listener *l)
-{
-	l->paused = false;
-	evconnlistener_enable(l->evl);
+	if (l->evl)
+		evconnlistener_free(l->evl); /* closes the socket: new clients are refused at once */
+	l->evl = NULL;
+	if (l->retry)
+		evtimer_del(l->retry);
 }
 
 void listener_destroy(struct listener *l)

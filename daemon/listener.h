@@ -44,8 +44,10 @@ struct listener *listener_create(struct event_base *base, const char *url, const
 				 listener_accept_fn cb, void *arg, char *err, size_t errlen);
 /* Adopts the next unused socket systemd passed under FileDescriptorName `name`, or NULL. */
 struct listener *listener_adopt_named(struct event_base *base, const char *name, listener_accept_fn cb, void *arg);
-void listener_pause(struct listener *l);  /* stop accepting (draining) */
-void listener_resume(struct listener *l);
+/* Draining: closes the listening socket, so new clients are refused at once instead of waiting
+ * in the backlog (a socket systemd passed in stays open in systemd, queueing for the next
+ * instance). The socket file stays until listener_destroy. */
+void listener_stop(struct listener *l);
 /* Closes the socket; removes the unix socket file when this process created it. */
 void listener_destroy(struct listener *l);
 const char *listener_url(const struct listener *l);

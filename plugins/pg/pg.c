@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "pg_admin.h"
@@ -141,6 +143,17 @@ void pg_maybe_drained(struct pg *pg)
 	for (size_t i = 0; i < pg->npools; i++)
 		if (pg->pools[i].nactive > 0)
 			return;
+	/* and every answer is written (a COMMIT's ReadyForQuery must not die in a buffer) */
+	for (struct pg_client *c = pg->clients; c; c = c->all_next) {
+		if (!c->bev)
+			continue;
+		struct bufferevent *u = bufferevent_get_underlying(c->bev);
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 ||
+		    (u && evbuffer_get_length(bufferevent_get_output(u)) > 0))
+			return;
+	}
+	if (pg->lingering)
+		return;
 	void (*done)(void *) = pg->drain_done;
 	pg->drain_done = NULL;
 	done(pg->drain_arg);
@@ -152,6 +165,10 @@ static void pg_drain(void *inst, void (*done)(void *arg), void *arg)
 	pg->draining = true;
 	pg->drain_done = done;
 	pg->drain_arg = arg;
+	/* clients' write callbacks fire once their output is empty: the drain can end then */
+	for (struct pg_client *c = pg->clients; c; c = c->all_next)
+		if (c->bev)
+			bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 	/* idle servers close now; active ones finish their transaction */
 	for (size_t i = 0; i < pg->npools; i++)
 		while (pg->pools[i].idle)

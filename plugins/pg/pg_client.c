@@ -582,6 +582,8 @@ static void pg_client_on_write(struct bufferevent *bev, void *arg)
 		bufferevent_enable(s->bev, EV_READ);
 		pg_server_resume(s);
 	}
+	if (c->pg->draining)
+		pg_maybe_drained(c->pg);
 }
 
 static void pg_client_on_event(struct bufferevent *bev, short what, void *arg)

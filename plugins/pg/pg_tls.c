@@ -167,9 +167,12 @@ static void pg_linger_free(struct pg_linger *l)
 		l->pg->lingering = l->next;
 	if (l->next)
 		l->next->prev = l->prev;
+	struct pg *pg = l->pg;
 	bufferevent_free(l->bev);
 	event_free(l->ev);
 	free(l);
+	if (pg->draining)
+		pg_maybe_drained(pg);
 }
 
 static void pg_linger_tick(evutil_socket_t fd, short what, void *arg)
