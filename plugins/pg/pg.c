@@ -184,9 +184,9 @@ static void pg_stop(void *inst)
 	pg_janitor_stop(pg);
 	while (pg->clients)
 		pg_client_close(pg->clients);
+	pg_tls_free(pg); /* (open TLS connections keep their own reference to the context) */
 	pg_pools_destroy(pg); /* servers still lent out or connecting after the drain timeout too */
 	pg_tls_linger_stop(pg);
-	pg_tls_free(pg);
 	pg_pool_reap_now(pg);
 	pg_auth_free(&pg->auth);
 	free(pg);
