@@ -499,8 +499,11 @@ const char *credentials_token_now(struct credentials *cr, const char *scopes)
 	c->used = true;
 	if (credentials_timing_usable(&c->t, cred_now()))
 		return c->token;
-	c->kick = true;
-	cred_cache_schedule(c);
+	if (!c->fetching) {
+		/* (a fetch under way will answer; kicking now would start a second right after it) */
+		c->kick = true;
+		cred_cache_schedule(c);
+	}
 	return NULL;
 }
 

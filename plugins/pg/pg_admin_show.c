@@ -253,8 +253,7 @@ static void pg_admin_server_row(struct pg_admin_table *t, const struct pg_server
 	pg_admin_table_end_row(t);
 }
 
-/* Idle servers from the pools' idle lists, lent ones through their clients. Servers logging in
- * or running a reset are on no list; SHOW POOLS counts them (sv_login, sv_tested). */
+/* Every open server of every pool, in the state it is in now. */
 static int pg_admin_show_servers(struct pg *pg, struct pg_admin_table *t)
 {
 	static const char *const cols[] = { "type", "user",       "database",     "state",
@@ -262,15 +261,22 @@ static int pg_admin_show_servers(struct pg *pg, struct pg_admin_table *t)
 					    "remote_pid", "connect_time", "request_time", "tx_status", NULL };
 	pg_admin_table_begin(t, cols, "tttttiiiittt");
 	time_t wall = time(NULL);
+	int64_t delay = pg->conf->server_check_delay;
 	for (size_t i = 0; i < pg->npools; i++) {
-		int64_t delay = pg->conf->server_check_delay;
-		for (struct pg_server *s = pg->pools[i].idle; s && !t->err; s = s->next)
-			pg_admin_server_row(t, s,
-					    delay > 0 && (int64_t)(wall - s->last_used) * 1000 >= delay ? "used" : "idle");
+		for (struct pg_server *s = pg->pools[i].servers; s && !t->err; s = s->all_next) {
+			const char *state = "closed";
+			switch (s->state) {
+			case PG_SERVER_CONNECTING: state = "login"; break;
+			case PG_SERVER_IDLE:
+				state = delay > 0 && (int64_t)(wall - s->last_used) * 1000 >= delay ? "used" : "idle";
+				break;
+			case PG_SERVER_ACTIVE: state = "active"; break;
+			case PG_SERVER_RESETTING: state = "tested"; break;
+			case PG_SERVER_CLOSED: break;
+			}
+			pg_admin_server_row(t, s, state);
+		}
 	}
-	for (struct pg_client *c = pg->clients; c && !t->err; c = c->all_next)
-		if (c->server && c->server->client == c)
-			pg_admin_server_row(t, c->server, "active");
 	return 0;
 }
 
@@ -417,7 +423,7 @@ static int pg_admin_show_help(struct pg *pg, struct pg_admin_table *t)
 	static const char *const rows[][2] = {
 		{ "SHOW POOLS", "clients and servers per pool, longest wait, paused" },
 		{ "SHOW CLIENTS", "every client connection" },
-		{ "SHOW SERVERS", "idle and lent server connections" },
+		{ "SHOW SERVERS", "server connections: login, idle, used, active, tested" },
 		{ "SHOW STATS", "transactions, queries and bytes per pool: totals and per-second averages" },
 		{ "SHOW DATABASES", "the configured databases and their pool settings" },
 		{ "SHOW CONFIG", "the postgres section in effect (secrets masked)" },

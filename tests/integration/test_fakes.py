@@ -142,6 +142,10 @@ def test_gcs_auth_required_in_google_error_shape(gcs_fake):
     assert gcs(gcs_fake, "GET", "/storage/v1/b/bkt/o")[0] == 401
     gcs_fake.configure(require_auth=False)
     assert gcs(gcs_fake, "GET", "/storage/v1/b/bkt/o", auth=False)[0] == 200
+    # the fake records a request once its answer is written: give the last one a moment
+    deadline = time.time() + 5
+    while len(gcs_fake.requests()) < 4 and time.time() < deadline:
+        time.sleep(0.02)
     rec = gcs_fake.requests()
     assert [r["status"] for r in rec] == [200, 401, 401, 200]
     assert rec[2]["headers"]["Authorization"] == f"Bearer {TOKEN}"
