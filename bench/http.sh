@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Measures tether's forwarding (the storage plugin, with token injection) against nginx
+# proxy_pass to the same local upstream in one run: wrk on small JSON answers (requests/s, p99,
+# the ratio), then 1 GiB streamed up and down through tether and directly (throughput) with
+# tetherd's peak RSS. The upstream is a third nginx serving canned JSON and a 1 GiB file. Not
+# run in CI; needs wrk and nginx (apt-get install wrk nginx-light).
+# Usage: [BUILD=build] bench/http.sh [seconds] [connections]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${1:-10}
+CONNS=${2:-50}
+for p in wrk nginx curl; do
+  command -v $p >/dev/null || { echo "bench/http.sh needs $p (apt-get install wrk nginx-light curl)" >&2; exit 1; }
+done
+BUILD=${BUILD:-build}
+make -s BUILD="$BUILD" "$BUILD/tetherd"
+tmp=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$tmp"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(port); TP=$(port); TA=$(port); NP=$(port)
+head -c 1073741824 /dev/zero > "$tmp/big.bin"
+
+nginx_conf() { # file port server-block-body [http-block-extra]
+  cat > "$1" <<NGINX
+worker_processes 1;
+daemon off;
+pid $1.pid;
+error_log $1.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  ${4:-}
+  client_body_temp_path $tmp;
+  proxy_temp_path $tmp;
+  server {
+    listen 127.0.0.1:$2;
+    client_max_body_size 0;
+$3
+  }
+}
+NGINX
+}
+# The upstream: a bucket listing (small JSON), a 1 GiB object, and an upload sink.
+nginx_conf "$tmp/upstream.conf" "$UP" "
+    location = /storage/v1/b/bench/o { default_type application/json;
+      return 200 '{\"kind\":\"storage#objects\",\"items\":[{\"name\":\"a\",\"size\":\"1\"}]}\n'; }
+    location = /storage/v1/b/bench/o/big.bin { alias $tmp/big.bin; }
+    location /upload/ { default_type application/json; return 200 '{\"name\":\"up\"}\n'; }"
+# The peer: nginx proxy_pass to the same upstream, one worker like tether's one loop.
+nginx_conf "$tmp/proxy.conf" "$NP" "
+    location / { proxy_pass http://up; proxy_http_version 1.1;
+      proxy_set_header Connection ''; proxy_set_header Authorization 'Bearer bench-token';
+      proxy_request_buffering off; proxy_buffering off; }" \
+  "upstream up { server 127.0.0.1:$UP; keepalive 64; }"
+nginx -c "$tmp/upstream.conf" -p "$tmp" &
+nginx -c "$tmp/proxy.conf" -p "$tmp" &
+
+cat > "$tmp/tether.yaml" <<YAML
+admin: {listen: ["tcp://127.0.0.1:$TA"]}
+http: {listen: ["tcp://127.0.0.1:$TP"], max_connections: 10000}
+log: {level: warn}
+credentials: {source: static, static_token_env: BENCH_TOKEN}
+upstream: {max_host_connections: 0}
+storage: {endpoint: "http://127.0.0.1:$UP"}
+YAML
+BENCH_TOKEN=bench-token "$BUILD/tetherd" -c "$tmp/tether.yaml" &
+TPID=$!
+sleep 1
+
+run() { # name url
+  local out rps p99
+  out=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$2" 2>&1)
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  printf '%-8s %12s req/s   p99 %s\n' "$1" "$rps" "$p99" >&2
+  echo "$rps"
+}
+echo "wrk -t1 -c$CONNS -d${DUR}s, GET /storage/v1/b/bench/o (small JSON) through a proxy, loopback" >&2
+t=$(run tether "http://127.0.0.1:$TP/storage/v1/b/bench/o")
+n=$(run nginx "http://127.0.0.1:$NP/storage/v1/b/bench/o")
+python3 -c "print(f'ratio tether/nginx: {float($t)/float($n):.2f}')"
+
+speed() { # label curl-args...
+  local label=$1; shift
+  local bps
+  bps=$(curl -s -o /dev/null -w '%{speed_download} %{speed_upload}' "$@" | awk '{print ($1>$2)?$1:$2}')
+  python3 -c "print(f'{\"$label\":<28} {float($bps)/1048576:8.1f} MiB/s')"
+}
+echo "1 GiB streamed (curl, loopback):" >&2
+speed "download via tether" "http://127.0.0.1:$TP/storage/v1/b/bench/o/big.bin"
+speed "download direct" "http://127.0.0.1:$UP/storage/v1/b/bench/o/big.bin"
+speed "upload via tether" -X POST -H 'Content-Type: application/octet-stream' -T "$tmp/big.bin" \
+  "http://127.0.0.1:$TP/upload/storage/v1/b/bench/o?uploadType=media&name=x"
+speed "upload direct" -X POST -H 'Content-Type: application/octet-stream' -T "$tmp/big.bin" \
+  "http://127.0.0.1:$UP/upload/storage/v1/b/bench/o?uploadType=media&name=x"
+echo "tetherd peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$TPID/status)"
