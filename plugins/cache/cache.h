@@ -1,0 +1,158 @@
+/* The read cache's interface for the PostgreSQL pooler: choose statements by rule or hint, look a
+ * result up (hit / miss with a fill token / bypass), store a result under the table versions read
+ * before the query ran, and invalidate tables (or everything) after a write, with the
+ * invariants of issue 5 kept by the version scheme described in README "Read cache".
+ *
+ * Everything runs on the event loop; callbacks are never called from inside the call that
+ * registered them. Typical use by the pooler:
+ *
+ *   info = cache_sql_analyze(statement)          (cache_sql.h; the pooler keeps it per statement)
+ *   if (!in_transaction && cache_rule_match(c, db, &info, &ttl)) {
+ *       key = cache_key_* over db, user, info.normalized, params, formats, settings (cache_key.h)
+ *       h = cache_lookup(c, db, tables, n, key, on_result, client)
+ *       on_result: HIT -> replay bytes; MISS -> run the query, then cache_store(c, fill, bytes,
+ *                  len, ttl) or cache_fill_abandon(c, fill); BYPASS -> run the query, store nothing
+ *   }
+ *   after a write commits, before relaying its ReadyForQuery: cache_invalidate(c, db, writes, n,
+ *       on_invalidated, client) and wait for on_invalidated (DURABLE or QUEUED) */
+#ifndef TETHER_CACHE_H
+#define TETHER_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache_key.h"
+#include "cache_sql.h"
+
+struct cache;
+struct cache_lookup;
+struct cache_fill;
+struct cache_inval;
+struct event_base;
+struct metrics;
+struct cache_conf;
+struct log_src;
+
+/* The running cache plugin's instance, or NULL when the config has no `cache` section (or the
+ * plugin is not started yet / stopped). Plugins start in name order, so `cache` is up before
+ * `pg`, and pg stops first. */
+struct cache *cache_instance(void);
+
+/* --- choosing statements --- */
+
+/* True when the statement may be served from the cache: it is a cacheable read
+ * (info->cacheable), carries no tether:nocache hint, and a rule for `database` matches its
+ * normalized text or fingerprint, or it carries a tether:cache hint and hints are allowed.
+ * *ttl_ms gets the TTL (hint ttl, else the rule's, else default_ttl). Counts rule matches. */
+bool cache_rule_match(struct cache *c, const char *database, const struct cache_sql_info *info, int64_t *ttl_ms);
+
+/* The analysis options the pooler should pass to cache_sql_analyze (safe_functions from the
+ * config; backslash_strings false: set it per session when standard_conforming_strings is off).
+ * Valid until the next reload. */
+struct cache_sql_opts cache_sql_options(struct cache *c);
+
+/* --- lookups --- */
+
+enum cache_result_kind { CACHE_HIT, CACHE_MISS, CACHE_BYPASS };
+
+enum cache_bypass_reason {
+	CACHE_BYPASS_REDIS_DOWN = 0,   /* not connected (or connecting) */
+	CACHE_BYPASS_CIRCUIT_OPEN,     /* breaker open or half-open */
+	CACHE_BYPASS_PENDING,          /* invalidations waiting to reach Redis */
+	CACHE_BYPASS_REDIS_ERROR,      /* a command failed or timed out */
+	CACHE_BYPASS_WAIT_TIMEOUT,     /* single-flight: the first miss took too long */
+	CACHE_BYPASS_FILL_FAILED,      /* single-flight: the first miss stored nothing */
+	CACHE_BYPASS_INVALIDATED,      /* an invalidation was queued while the lookup ran */
+	CACHE_BYPASS_SHUTDOWN,
+	CACHE_BYPASS_NREASONS
+};
+const char *cache_bypass_reason_name(enum cache_bypass_reason r);
+
+struct cache_result {
+	enum cache_result_kind kind;
+	/* HIT: the stored bytes, valid only during the callback. */
+	const unsigned char *data;
+	size_t len;
+	/* MISS: the token to pass to cache_store or cache_fill_abandon, exactly once. Concurrent
+	 * lookups of the same entry wait for it (single flight). */
+	struct cache_fill *fill;
+	enum cache_bypass_reason reason; /* BYPASS */
+};
+
+typedef void (*cache_lookup_fn)(void *arg, const struct cache_result *res);
+
+/* Looks up the entry for `key` (cache_key_final's digest) in `database`, depending on
+ * `tables` (names as in cache_sql_names, plus whatever the server reports the statement reads:
+ * base tables behind views ...; order and duplicates do not matter). Reads the tables' versions
+ * and the database's epoch (creating missing ones with fresh random values), derives the entry
+ * key from them and GETs it. `cb` runs once, later, unless the lookup is cancelled first.
+ * Returns NULL only when memory runs out (then cb never runs: treat as bypass). */
+struct cache_lookup *cache_lookup(struct cache *c, const char *database, const char *const *tables, size_t ntables,
+				  const unsigned char key[CACHE_KEY_LEN], cache_lookup_fn cb, void *arg);
+/* The caller lost interest (client gone): cb will not run. Not valid after cb ran. */
+void cache_lookup_cancel(struct cache_lookup *l);
+
+/* Stores the result of a MISS (the bytes the client will receive, any bytes) under the entry
+ * key computed from the versions read before the query ran, for ttl_ms, and hands the bytes to
+ * lookups waiting on this fill. Not stored (waiters bypass) when larger than max_entry_size or
+ * when an invalidation was queued since the lookup. Consumes `fill`. */
+void cache_store(struct cache *c, struct cache_fill *fill, const void *data, size_t len, int64_t ttl_ms);
+/* The query failed, was too large, or the client went away: nothing to store; waiters bypass
+ * and run the query themselves. Consumes `fill`. */
+void cache_fill_abandon(struct cache *c, struct cache_fill *fill);
+
+/* --- invalidation --- */
+
+enum cache_inval_outcome {
+	CACHE_INVAL_DURABLE, /* every version bump is in Redis */
+	CACHE_INVAL_QUEUED,  /* Redis unreachable: kept in memory and applied before any read is
+				served from Redis again; reads bypass until then */
+};
+typedef void (*cache_inval_fn)(void *arg, enum cache_inval_outcome outcome);
+
+/* Bumps the versions of `tables` in `database` (tables NULL: the database's epoch, i.e.
+ * everything cached for it) to fresh random values. Call it after the write committed and
+ * before relaying the ReadyForQuery that follows; relay it in `cb`. DURABLE: every tether sharing
+ * the Redis now misses; QUEUED: this tether bypasses Redis until the bumps reach it (other
+ * tethers are bounded by the TTL meanwhile; hold the ReadyForQuery a little if that matters).
+ * Returns NULL only when memory runs out: then "everything" is recorded as pending (fail
+ * closed), cb never runs, and the caller relays at once as if QUEUED. */
+struct cache_inval *cache_invalidate(struct cache *c, const char *database, const char *const *tables,
+				     size_t ntables, cache_inval_fn cb, void *arg);
+/* Everything in every database (the global epoch). */
+struct cache_inval *cache_invalidate_everything(struct cache *c, cache_inval_fn cb, void *arg);
+/* The caller lost interest: cb will not run; the invalidation itself still happens. */
+void cache_invalidate_cancel(struct cache_inval *iv);
+/* Records "everything" as pending without allocating: reads bypass until Redis has it. */
+void cache_invalidate_all_pending(struct cache *c);
+
+/* --- state --- */
+
+struct cache_stats {
+	uint64_t hits, misses, bypasses[CACHE_BYPASS_NREASONS];
+	uint64_t single_flight_waits, stores, stored_bytes, store_skipped;
+	uint64_t invalidations_durable, invalidations_queued, pending_applied;
+	uint64_t redis_errors;
+	size_t pending_tables;
+	bool pending_everything;
+	int circuit; /* 0 closed, 1 open, 2 half-open */
+	const char *redis_state;
+};
+void cache_get_stats(struct cache *c, struct cache_stats *out);
+/* True when a lookup now would go to Redis (connected, breaker closed, nothing pending). */
+bool cache_readable(struct cache *c);
+
+/* --- lifecycle (the plugin uses these; tests use them directly) --- */
+
+/* Creates a cache on `base` from a validated `cache` section (conf must outlive it until
+ * cache_reload replaces it) and starts connecting. NULL after logging why. */
+struct cache *cache_create(struct event_base *base, const struct cache_conf *conf, const struct log_src *log);
+/* Applies the reloadable keys of a new section (rules, hints, TTLs, limits). 0, or -1 when a
+ * rule does not compile (the old rules stay). */
+int cache_reload(struct cache *c, const struct cache_conf *conf);
+/* Frees everything: lookups and fills in flight are dropped without callbacks. Must not be
+ * called from inside a cache callback. */
+void cache_destroy(struct cache *c);
+
+#endif

@@ -1,0 +1,79 @@
+/* The read cache's instance, shared by the store (cache_store.c: lookups, fills, invalidation,
+ * the pending queue) and the plugin (cache.c: rules, config, admin, metrics). */
+#ifndef TETHER_CACHE_INTERNAL_H
+#define TETHER_CACHE_INTERNAL_H
+
+#include <regex.h>
+
+#include "cache.h"
+#include "cache_conf.h"
+#include "cache_redis.h"
+#include "log.h"
+
+#define CACHE_FILL_BUCKETS 256
+
+struct cache_rule {
+	char *database; /* NULL: any */
+	regex_t re;
+	bool has_re;
+	char *fingerprint;
+	int64_t ttl; /* ms, 0: default */
+	uint64_t matches;
+};
+
+/* Invalidations not yet in Redis, per database. */
+struct cache_pending_db {
+	char *db;
+	bool all; /* the database's epoch */
+	char **tables;
+	size_t n, cap;
+	struct cache_pending_db *next;
+};
+
+struct cache {
+	struct event_base *base;
+	const struct cache_conf *conf;
+	struct log_src log;
+	struct cache_redis *redis;
+	char *prefix;
+	struct cache_rule *rules;
+	size_t nrules;
+	const char **safe_functions;
+	size_t nsafe_functions;
+	uint64_t hint_matches;
+
+	/* pending invalidations (reads bypass while any exist or a flush runs) */
+	struct cache_pending_db *pending;
+	bool pending_global;
+	size_t pending_tables;
+	struct cache_pending_db *batch; /* being flushed */
+	bool batch_global, flushing, batch_failed;
+	size_t batch_outstanding, batch_count;
+	struct event *flush_timer;
+	uint64_t queue_gen; /* bumped whenever an invalidation is queued */
+
+	struct cache_lookup *lookups; /* every live lookup */
+	struct cache_fill *fills;     /* every live fill */
+	struct cache_fill *fill_table[CACHE_FILL_BUCKETS]; /* fills lookups may join, by entry */
+	struct cache_inval *invals;
+	struct cache_stats stats;
+	bool destroying;
+	struct core *core; /* for the admin routes (NULL in tests) */
+};
+
+/* cache_store.c */
+int cache_store_init(struct cache *c);
+void cache_store_deinit(struct cache *c);
+char *cache_store_strdup(const char *s);
+/* <prefix>v:<db>:<table>, <prefix>v:<db>:* (table NULL), or <prefix>v:* (db NULL); malloc'd. */
+char *cache_store_version_key(struct cache *c, const char *db, const char *table);
+/* A fresh 128-bit random version in hex. */
+void cache_store_random_version(char out[33]);
+int cache_store_set(struct cache *c, const char *key, const char *value, bool nx, cache_redis_fn cb, void *arg);
+
+/* cache_inval.c */
+int cache_inval_init(struct cache *c);
+void cache_inval_deinit(struct cache *c);
+void cache_inval_on_ready(void *arg); /* the Redis connection is usable again */
+
+#endif
