@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# Measures tether's PostgreSQL pooler against PgBouncer and against PostgreSQL directly, in one
+# run on one machine and one throwaway PostgreSQL 15 cluster: pgbench -S (50 clients), TPC-B (20
+# clients), -S -C (a new connection per transaction, 20 clients) and -M prepared -S (50 clients),
+# each direct, through PgBouncer (transaction mode, pool 20) and through tether (transaction
+# mode, pool_size 20), all over unix sockets; then the RSS of each pooler holding N idle clients
+# (default 10,000). Prints every figure, the ratios tether/pgbouncer and tether/direct, and a
+# final table. Not run in CI; needs root (apt-get, runuser) and takes about 4 x 3 x T seconds
+# plus a minute or two.
+#
+# Usage: bench/pg.sh [-T seconds per pgbench run (15)] [-n idle clients (10000)] [-s scale (10)]
+# TETHERD=path uses that binary instead of building build/tetherd.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DUR=15 IDLE=10000 SCALE=10
+while getopts "T:n:s:h" opt; do
+  case $opt in
+    T) DUR=$OPTARG ;;
+    n) IDLE=$OPTARG ;;
+    s) SCALE=$OPTARG ;;
+    *) sed -n '2,12p' "$0"; exit 2 ;;
+  esac
+done
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+JOBS=2 # the machine has 2 cores; -M prepared needs -j = -c (see below)
+
+# --- what the bench needs --------------------------------------------------------------------
+need=()
+[ -x "$PG_BIN/pgbench" ] || need+=(postgresql-15 postgresql-contrib-15)
+command -v pgbouncer >/dev/null || need+=(pgbouncer)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ -z "${TETHERD:-}" ]; then
+  make -s build/tetherd
+  TETHERD=build/tetherd
+fi
+TETHERD=$(realpath "$TETHERD")
+id postgres >/dev/null 2>&1 || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin postgres
+ulimit -n "$(ulimit -Hn)" # every process started below inherits it (10,000 idle clients)
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE + 200)) ]; then
+  echo "open file limit $(ulimit -n) is below $((IDLE + 200)): raise the hard limit or use -n" >&2
+  exit 1
+fi
+
+tmp=$(mktemp -d /tmp/tether-bench-XXXXXX)
+chmod 755 "$tmp"
+mkdir -p "$tmp/pgb" "$tmp/tether"
+chown postgres: "$tmp" "$tmp/pgb"
+pids=()
+cleanup() {
+  if [ -f "$tmp/pgb/pgbouncer.pid" ]; then kill "$(cat "$tmp/pgb/pgbouncer.pid")" 2>/dev/null || true; fi
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -f "$tmp/data/postmaster.pid" ]; then
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$tmp/data" -m immediate stop >/dev/null 2>&1 || true
+  fi
+  sleep 0.3
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PGPORT=$(port) PGBPORT=$(port) TPORT=$(port) ADMIN=$(port)
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+runuser -u postgres -- "$PG_BIN/initdb" -D "$tmp/data" -U postgres --auth=trust --no-sync \
+  --encoding=UTF8 --locale=C >/dev/null
+cat >> "$tmp/data/postgresql.conf" <<EOF
+listen_addresses = ''
+port = $PGPORT
+unix_socket_directories = '$tmp'
+max_connections = 200
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$tmp/data" -l "$tmp/postgres.log" -w start >/dev/null
+psql() { "$PG_BIN/psql" -X -q -h "$tmp" -p "$PGPORT" -U postgres -v ON_ERROR_STOP=1 "$@"; }
+psql -c "create role bench login" -c "create database bench owner bench"
+"$PG_BIN/pgbench" -i -q -s "$SCALE" -h "$tmp" -p "$PGPORT" -U bench bench 2>/dev/null
+
+# --- PgBouncer (runs as postgres: it refuses root; setpriv, unlike runuser, keeps ulimit -n) --
+echo '"bench" ""' > "$tmp/pgb/userlist.txt"
+cat > "$tmp/pgb/pgbouncer.ini" <<EOF
+[databases]
+bench = host=$tmp port=$PGPORT dbname=bench user=bench
+
+[pgbouncer]
+listen_addr =
+listen_port = $PGBPORT
+unix_socket_dir = $tmp/pgb
+auth_type = trust
+auth_file = $tmp/pgb/userlist.txt
+pool_mode = transaction
+default_pool_size = 20
+max_client_conn = $((IDLE + 1000))
+logfile = $tmp/pgb/pgbouncer.log
+pidfile = $tmp/pgb/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
+EOF
+chown -R postgres: "$tmp/pgb"
+setpriv --reuid=postgres --regid=postgres --clear-groups pgbouncer "$tmp/pgb/pgbouncer.ini" >/dev/null 2>&1 &
+pids+=($!)
+
+# --- tether ----------------------------------------------------------------------------------
+cat > "$tmp/tether.yaml" <<EOF
+admin: {listen: ["tcp://127.0.0.1:$ADMIN"]}
+log: {level: warn}
+postgres:
+  listen: ["unix://$tmp/tether"]
+  port: $TPORT
+  max_client_conn: $((IDLE + 1000))
+  databases:
+    bench: {host: "$tmp", port: $PGPORT, dbname: bench, user: bench, pool_mode: transaction, pool_size: 20}
+EOF
+"$TETHERD" -c "$tmp/tether.yaml" > "$tmp/tetherd.log" 2>&1 &
+pids+=($!)
+TETHER_PID=$!
+
+for _ in $(seq 100); do
+  [ -S "$tmp/pgb/.s.PGSQL.$PGBPORT" ] && [ -S "$tmp/tether/.s.PGSQL.$TPORT" ] && break
+  sleep 0.1
+done
+[ -S "$tmp/pgb/.s.PGSQL.$PGBPORT" ] || { echo "pgbouncer did not start:" >&2; cat "$tmp/pgb/pgbouncer.log" >&2; exit 1; }
+[ -S "$tmp/tether/.s.PGSQL.$TPORT" ] || { echo "tetherd did not start:" >&2; cat "$tmp/tetherd.log" >&2; exit 1; }
+
+declare -A SOCK=([direct]="$tmp -p $PGPORT" [pgbouncer]="$tmp/pgb -p $PGBPORT" [tether]="$tmp/tether -p $TPORT")
+TARGETS=(direct pgbouncer tether)
+declare -A R C # R[test,target] = tps, or FAILED; C[test,target] = pooler CPU us per transaction
+for _ in $(seq 50); do [ -s "$tmp/pgb/pgbouncer.pid" ] && break; sleep 0.1; done
+declare -A PID=([pgbouncer]="$(cat "$tmp/pgb/pgbouncer.pid")" [tether]="$TETHER_PID")
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime
+
+echo "tether $("$TETHERD" --version 2>&1 | head -1); $(pgbouncer --version | head -1); PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}')" >&2
+echo "pgbench scale $SCALE, ${DUR}s per run, pool size 20, unix sockets, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+# run NAME TARGET pgbench-args...: one pgbench run; records tps (or FAILED and why)
+run() {
+  local name=$1 target=$2; shift 2
+  psql -d bench -c "vacuum analyze pgbench_branches, pgbench_tellers, pgbench_accounts" -c "truncate pgbench_history"
+  local out rc=0 c0=0 c1=0 pid=${PID[$target]:-}
+  [ -n "$pid" ] && c0=$(cpu_ticks "$pid")
+  # shellcheck disable=SC2086
+  out=$("$PG_BIN/pgbench" -n -h ${SOCK[$target]} -U bench -T "$DUR" "$@" bench 2>&1) || rc=$?
+  [ -n "$pid" ] && c1=$(cpu_ticks "$pid")
+  local tps txs cpu=""
+  tps=$(awk '/^tps = / {print $3}' <<<"$out")
+  txs=$(awk '/^number of transactions actually processed/ {print $NF}' <<<"$out")
+  if [ -n "$pid" ] && [ "${txs:-0}" -gt 0 ]; then
+    C[$name,$target]=$(python3 -c "import sys; t, hz, n = map(int, sys.argv[1:]); print(f'{t * 1e6 / hz / n:.0f}')" \
+      "$((c1 - c0))" "$CLK_TCK" "$txs")
+    cpu=", $target CPU ${C[$name,$target]} us/transaction"
+  fi
+  local errors aborted
+  errors=$(grep -c -E "error|ERROR|FATAL" <<<"$out" || true)
+  aborted=$(grep -c "aborted in command" <<<"$out" || true)
+  if [ "$rc" -ne 0 ] || [ -z "$tps" ] || [ "$errors" -gt 0 ]; then
+    local why
+    why=$(grep -m1 -E "aborted in command|ERROR|FATAL" <<<"$out" | sed 's/  */ /g' | cut -c1-150 || true)
+    printf '%-22s %-10s FAILED (exit %s, %s error lines, %s clients aborted, tps %s): %s\n' \
+      "$name" "$target" "$rc" "$errors" "$aborted" "${tps:-none}" "$why" >&2
+    R[$name,$target]=FAILED
+    unset "C[$name,$target]"
+  else
+    printf '%-22s %-10s %10.0f tps%s\n' "$name" "$target" "$tps" "$cpu" >&2
+    R[$name,$target]=$tps
+  fi
+}
+
+ratio() { # a b -> a/b or -
+  python3 -c "import sys
+a, b = sys.argv[1], sys.argv[2]
+try: print(f'{float(a) / float(b):.2f}')
+except (ValueError, ZeroDivisionError): print('-')" "$1" "$2"
+}
+
+TESTS=("select-only -c50" "tpc-b -c20" "select-only -C -c20" "prepared -S -c50")
+declare -A ARGS=(
+  ["select-only -c50"]="-S -c 50 -j $JOBS"
+  ["tpc-b -c20"]="-c 20 -j $JOBS"
+  ["select-only -C -c20"]="-S -C -c 20 -j $JOBS"
+  # pgbench 15 prepares with blocking calls per thread: through a transaction pooler a thread
+  # whose client waits for a server stalls its other clients, so one client per thread.
+  ["prepared -S -c50"]="-M prepared -S -c 50 -j 50"
+)
+for t in "${TESTS[@]}"; do
+  for target in "${TARGETS[@]}"; do
+    # shellcheck disable=SC2086
+    run "$t" "$target" ${ARGS[$t]}
+  done
+  echo "  tether/pgbouncer $(ratio "${R[$t,tether]}" "${R[$t,pgbouncer]}")  tether/direct $(ratio "${R[$t,tether]}" "${R[$t,direct]}")" >&2
+done
+
+# --- memory per idle client ------------------------------------------------------------------
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+declare -A RSS0 RSS1 PER
+for target in pgbouncer tether; do
+  case $target in
+    pgbouncer) pid=${PID[pgbouncer]} sock="$tmp/pgb/.s.PGSQL.$PGBPORT" ;;
+    tether) pid=$TETHER_PID sock="$tmp/tether/.s.PGSQL.$TPORT" ;;
+  esac
+  RSS0[$target]=$(rss "$pid")
+  python3 bench/pg_idle.py "$sock" bench bench "$IDLE" > "$tmp/idle.out" 2>&1 &
+  idle_pid=$!
+  pids+=("$idle_pid")
+  for _ in $(seq 3000); do [ -s "$tmp/idle.out" ] && break; sleep 0.1; done
+  read -r status _ <"$tmp/idle.out" || status=none
+  if [ "$status" != ready ]; then
+    echo "$target: idle clients failed: $(cat "$tmp/idle.out")" >&2
+    RSS1[$target]=FAILED PER[$target]=FAILED
+  else
+    sleep 2
+    RSS1[$target]=$(rss "$pid")
+    PER[$target]=$(python3 -c "import sys; a, b, n = map(int, sys.argv[1:]); print(f'{(a - b) / n:.2f}')" \
+      "${RSS1[$target]}" "${RSS0[$target]}" "$IDLE")
+  fi
+  printf '%-10s RSS %s KB idle, %s KB with %s idle clients (login took %ss): %s KB per client\n' \
+    "$target" "${RSS0[$target]}" "${RSS1[$target]}" "$IDLE" "$(awk '{print $3}' "$tmp/idle.out")" "${PER[$target]}" >&2
+  kill "$idle_pid" 2>/dev/null || true
+  wait "$idle_pid" 2>/dev/null || true
+  sleep 1
+done
+
+# --- the table -------------------------------------------------------------------------------
+fmt() { [[ $1 =~ ^[0-9.]+$ ]] && printf "%.0f" "$1" || printf "%s" "$1"; }
+echo
+echo "pgbench -T $DUR, scale $SCALE, pool size 20, unix sockets: tps (higher is better) and the"
+echo "pooler's own CPU time per transaction (us, lower is better; less sensitive to other load)"
+printf '| %-44s | %9s | %9s | %9s | %8s | %8s | %8s | %8s |\n' pgbench direct pgbouncer tether \
+  t/pgb t/direct "pgb CPU" "t CPU"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' ---------------------------------------------- ----------- ----------- \
+  ----------- ---------- ---------- ---------- ----------
+for t in "${TESTS[@]}"; do
+  printf '| %-44s | %9s | %9s | %9s | %8s | %8s | %8s | %8s |\n' "${ARGS[$t]}" "$(fmt "${R[$t,direct]}")" \
+    "$(fmt "${R[$t,pgbouncer]}")" "$(fmt "${R[$t,tether]}")" \
+    "$(ratio "${R[$t,tether]}" "${R[$t,pgbouncer]}")" "$(ratio "${R[$t,tether]}" "${R[$t,direct]}")" \
+    "${C[$t,pgbouncer]:--}" "${C[$t,tether]:--}"
+done
+echo
+echo "RSS holding $IDLE idle clients (KB; lower is better)"
+printf '| %-9s | %10s | %12s | %15s |\n' pooler "RSS before" "RSS with" "KB per client"
+printf '|%s|%s|%s|%s|\n' ----------- ------------ -------------- -----------------
+for target in pgbouncer tether; do
+  printf '| %-9s | %10s | %12s | %15s |\n' "$target" "${RSS0[$target]}" "${RSS1[$target]}" "${PER[$target]}"
+done
+echo "tether/pgbouncer per idle client: $(ratio "${PER[tether]}" "${PER[pgbouncer]}")"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
