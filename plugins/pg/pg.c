@@ -67,9 +67,10 @@ static void *pg_init(struct core *core, const void *conf)
 		free(pg);
 		return NULL;
 	}
-	if (pg_tls_init(pg, err, sizeof(err)) != 0) {
+	if (pg_out_start(pg) != 0 || pg_tls_init(pg, err, sizeof(err)) != 0) {
 		log_error(&pg->log, "%s", err);
 		pg_tls_free(pg);
+		pg_out_stop(pg);
 		pg_pools_destroy(pg);
 		pg_auth_free(&pg->auth);
 		free(pg);
@@ -187,6 +188,7 @@ static void pg_stop(void *inst)
 	pg_tls_free(pg); /* (open TLS connections keep their own reference to the context) */
 	pg_pools_destroy(pg); /* servers still lent out or connecting after the drain timeout too */
 	pg_tls_linger_stop(pg);
+	pg_out_stop(pg);
 	pg_pool_reap_now(pg);
 	pg_auth_free(&pg->auth);
 	free(pg);

@@ -28,6 +28,7 @@ void pg_client_free(struct pg_client *c)
 		scram_server_deinit(c->scram);
 		free(c->scram);
 	}
+	pg_out_detach(&c->out);
 	if (c->bev)
 		bufferevent_free(c->bev);
 	if (c->wait_timer)
@@ -86,6 +87,7 @@ void pg_client_close(struct pg_client *c)
 		}
 	}
 	if (c->bev) {
+		pg_out_detach(&c->out);
 		bufferevent_free(c->bev);
 		c->bev = NULL;
 	}
@@ -117,6 +119,7 @@ void pg_client_fail(struct pg_client *c, const char *sqlstate, const char *fmt, 
 	/* the connection lingers until the error is written (through TLS if need be) */
 	pg_wire_error(bufferevent_get_output(c->bev), "FATAL", sqlstate, "%s", msg);
 	struct bufferevent *bev = c->bev;
+	pg_out_detach(&c->out);
 	c->bev = NULL;
 	pg_client_close(c);
 	pg_tls_linger(c->pg, bev);
@@ -362,6 +365,8 @@ static void pg_client_startup(struct pg_client *c)
 				pg_client_fail(c, "08P01", "data after SSLRequest before the TLS handshake");
 				return;
 			}
+			pg_out_detach(&c->out); /* TLS writes go through libevent's filter */
+			bufferevent_enable(c->bev, EV_WRITE);
 			if (bufferevent_write(c->bev, "S", 1) != 0 || pg_tls_client_start(c) != 0) {
 				pg_client_close(c);
 				return;
@@ -369,6 +374,7 @@ static void pg_client_startup(struct pg_client *c)
 			bufferevent_setcb(c->bev, pg_client_on_read, pg_client_on_write, pg_client_on_event, c);
 			bufferevent_setwatermark(c->bev, EV_WRITE, PG_RELAY_LOW, 0);
 			bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+			pg_out_attach(c->pg, &c->out, c->bev, false);
 			return;
 		}
 		if (st.kind == STARTUP_KIND_SSL || st.kind == STARTUP_KIND_GSSENC) {
@@ -578,6 +584,7 @@ static void pg_client_on_write(struct bufferevent *bev, void *arg)
 {
 	struct pg_client *c = arg;
 	struct pg_server *s = c->server;
+	pg_out_written(&c->out);
 	if (s && s->bev && !(bufferevent_get_enabled(s->bev) & EV_READ)) {
 		bufferevent_enable(s->bev, EV_READ);
 		pg_server_resume(s);
@@ -648,5 +655,6 @@ void pg_client_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen, 
 	}
 	bufferevent_setcb(c->bev, pg_client_on_read, pg_client_on_write, pg_client_on_event, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, PG_RELAY_LOW, 0);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	bufferevent_enable(c->bev, EV_READ);
+	pg_out_attach(pg, &c->out, c->bev, true);
 }

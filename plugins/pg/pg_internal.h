@@ -54,6 +54,14 @@ struct pg_expect {
 	struct pg_stmt *stmt; /* PARSE and PARSE_DROP: forgotten if the server refuses it */
 };
 
+/* A connection's output written directly (pg_out.c). */
+struct pg_out {
+	struct pg_out *next, *prev; /* on pg->dirty while bytes wait for the flush */
+	struct pg *pg;
+	struct bufferevent *bev;
+	bool dirty, direct;
+};
+
 enum pg_client_state {
 	PG_CLIENT_STARTUP,  /* reading the startup packet / SSLRequest */
 	PG_CLIENT_AUTH,     /* proving who it is (md5 or SCRAM exchange) */
@@ -91,6 +99,8 @@ struct pg {
 	struct event *janitor_ev;
 	struct ssl_ctx_st *tls_ctx;  /* for clients, when postgres.tls has a certificate */
 	struct pg_linger *lingering; /* closing connections still writing their last message */
+	struct event *flush_ev;      /* writes what this loop pass queued (pg_out.c) */
+	struct pg_out *dirty;
 	struct pg_client *dead_clients;
 	struct pg_client *clients; /* every open client (all_next/all_prev) */
 	struct pg_auth auth;
@@ -147,6 +157,7 @@ struct pg_client {
 	bool in_tx; /* last ReadyForQuery said T or E */
 	bool listening; /* ran LISTEN in transaction mode: keeps its server */
 	bool tls;       /* SSLRequest accepted: bev is a TLS filter */
+	struct pg_out out;
 	size_t relay_remaining; /* bytes of a large message still to forward */
 	uint64_t id;
 	struct pg_params gucs;       /* settings asked for at startup or since reported */
@@ -176,6 +187,7 @@ struct pg_server {
 	struct pg_params gucs;  /* settings tether SET that are not reported by ParameterStatus */
 	struct pg_stmt_set stmts; /* statements prepared on it (transaction mode) */
 	uint8_t tls;              /* enum pg_tls_state */
+	struct pg_out out;
 	struct scram_client scram;
 	bool sasl;             /* a SCRAM exchange started: AuthenticationOk needs its proof */
 	time_t created, last_used;
@@ -184,6 +196,16 @@ struct pg_server {
 };
 
 enum pg_tls_state { PG_TLS_NONE = 0, PG_TLS_REQUESTED, PG_TLS_HANDSHAKE, PG_TLS_ON, PG_TLS_REFUSED };
+
+/* pg_out.c */
+int pg_out_start(struct pg *pg);
+void pg_out_stop(struct pg *pg);
+/* Plain sockets: direct writes, EV_WRITE only when full. Call again after a TLS wrap (which
+ * must detach first): TLS filters keep EV_WRITE on. */
+void pg_out_attach(struct pg *pg, struct pg_out *o, struct bufferevent *bev, bool direct);
+void pg_out_detach(struct pg_out *o);
+/* From the write callback: output empty, EV_WRITE off again. */
+void pg_out_written(struct pg_out *o);
 
 /* pg_tls.c */
 int pg_tls_init(struct pg *pg, char *err, size_t errlen);

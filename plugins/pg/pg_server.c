@@ -22,6 +22,7 @@ void pg_server_free(struct pg_server *s)
 {
 	if (s->sasl)
 		scram_client_deinit(&s->scram);
+	pg_out_detach(&s->out);
 	if (s->bev)
 		bufferevent_free(s->bev);
 	if (s->timer)
@@ -40,6 +41,7 @@ void pg_server_close(struct pg_server *s, const char *why)
 	log_info(&s->log, "closing server connection: %s", why);
 	enum pg_server_state was = s->state;
 	s->state = PG_SERVER_CLOSED;
+	pg_out_detach(&s->out);
 	if (s->bev) {
 		bufferevent_free(s->bev);
 		s->bev = NULL;
@@ -469,6 +471,7 @@ static void pg_server_tls_answer(struct pg_server *s, struct evbuffer *in)
 	unsigned char a;
 	evbuffer_remove(in, &a, 1);
 	if (a == 'S') {
+		pg_out_detach(&s->out); /* TLS writes go through libevent's filter */
 		if (pg_tls_server_start(s) != 0) {
 			pg_server_close(s, "cannot start TLS (out of memory)");
 			return;
@@ -476,6 +479,7 @@ static void pg_server_tls_answer(struct pg_server *s, struct evbuffer *in)
 		bufferevent_setcb(s->bev, pg_server_on_read, pg_server_on_write, pg_server_on_event, s);
 		bufferevent_setwatermark(s->bev, EV_WRITE, PG_RELAY_LOW, 0);
 		bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+		pg_out_attach(s->pool->pg, &s->out, s->bev, false);
 		return;
 	}
 	if (a != 'N' || s->pool->db->sslmode >= PG_SSL_REQUIRE) {
@@ -538,6 +542,7 @@ static void pg_server_on_write(struct bufferevent *bev, void *arg)
 {
 	struct pg_server *s = arg;
 	struct pg_client *c = s->client;
+	pg_out_written(&s->out);
 	if (c && c->bev && !(bufferevent_get_enabled(c->bev) & EV_READ)) {
 		bufferevent_enable(c->bev, EV_READ);
 		pg_client_process(c);
@@ -548,6 +553,8 @@ static void pg_server_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct pg_server *s = arg;
 	if (what & BEV_EVENT_CONNECTED) {
+		if (s->tls == PG_TLS_NONE && !s->out.bev)
+			pg_out_attach(s->pool->pg, &s->out, bev, true);
 		if (s->tls == PG_TLS_NONE && s->pool->tls_ctx) {
 			/* SSLRequest; the answer is one byte (pg_server_tls_answer) */
 			static const unsigned char req[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
@@ -645,6 +652,8 @@ struct pg_server *pg_server_connect(struct pg_pool *pool)
 	}
 	bufferevent_setcb(s->bev, pg_server_on_read, pg_server_on_write, pg_server_on_event, s);
 	bufferevent_setwatermark(s->bev, EV_WRITE, PG_RELAY_LOW, 0);
+	/* EV_WRITE until connected (libevent learns of the connection through it); direct writes
+	 * from then on (pg_server_on_event) */
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	struct sockaddr_storage ss;
 	socklen_t sl;

@@ -199,6 +199,7 @@ void pg_tls_linger(struct pg *pg, struct bufferevent *bev)
 	l->bev = bev;
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 	bufferevent_disable(bev, EV_READ);
+	bufferevent_enable(bev, EV_WRITE); /* (a direct-write connection had it off) */
 	l->next = pg->lingering;
 	if (l->next)
 		l->next->prev = l;
