@@ -243,8 +243,12 @@ void http_client_req_free(struct http_client_req *r)
 		c->reqs = r->next;
 	if (r->next)
 		r->next->prev = r->prev;
-	if (r->easy)
+	if (r->easy && !c->destroying && c->nspare < HTTP_CLIENT_SPARE_EASY) {
+		curl_easy_reset(r->easy); /* (options gone; caches and the connection pool stay in multi) */
+		c->spare[c->nspare++] = r->easy;
+	} else if (r->easy) {
 		curl_easy_cleanup(r->easy);
+	}
 	if (r->ev)
 		event_free(r->ev);
 	curl_slist_free_all(r->headers);
@@ -619,6 +623,8 @@ void http_client_destroy(struct http_client *c)
 	 * first and silence the callbacks, so nothing of ours outlives the client. */
 	while (c->socks)
 		http_client_sock_free(c, c->socks);
+	while (c->nspare)
+		curl_easy_cleanup(c->spare[--c->nspare]);
 	if (c->multi) {
 		curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, NULL);
 		curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, NULL);

@@ -85,6 +85,8 @@ struct http_client_sock {
 	short what;
 };
 
+#define HTTP_CLIENT_SPARE_EASY 64
+
 struct http_client {
 	struct event_base *base;
 	struct metrics *metrics;
@@ -98,6 +100,8 @@ struct http_client {
 	size_t active;
 	int depth; /* > 0 inside a libcurl call or a caller's callback: frees must be deferred */
 	bool destroying;
+	CURL *spare[HTTP_CLIENT_SPARE_EASY]; /* reset easy handles, reused: saves their allocations */
+	size_t nspare;
 	struct metric *m_requests, *m_retries, *m_errors, *m_inflight, *m_duration;
 };
 

@@ -80,7 +80,7 @@ struct http_client_req *http_client_req_create(struct http_client *c, const char
 	r->body_in = evbuffer_new();
 	r->replay = evbuffer_new();
 	r->chunk = evbuffer_new();
-	r->easy = curl_easy_init();
+	r->easy = c->nspare ? c->spare[--c->nspare] : curl_easy_init();
 	r->ev = evtimer_new(c->base, http_client_req_on_event, r);
 	r->replayable = true;
 	r->replay_max = c->opts.replay_max;
