@@ -234,7 +234,7 @@ static int pg_admin_reject_extended(struct pg_client *c)
 /* Answers the client's complete messages in order; stops at a PAUSE still waiting. */
 static void pg_admin_process(struct pg_client *c)
 {
-	if (c->state == PG_CLIENT_CLOSED || evtimer_pending(c->wait_timer, NULL))
+	if (c->state == PG_CLIENT_CLOSED || (c->wait_timer && evtimer_pending(c->wait_timer, NULL)))
 		return;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	if (evbuffer_get_length(in) > PG_ADMIN_MAX_INPUT) {
@@ -356,8 +356,10 @@ void pg_admin_login(struct pg_client *c)
 	if (rc == 0)
 		rc = pgproto_put_ready_for_query(out, 'I');
 	/* the wait timer, never armed for a client without a pool, serves PAUSE */
-	if (rc == 0)
+	if (rc == 0 && c->wait_timer)
 		rc = event_assign(c->wait_timer, core_base(pg->core), -1, 0, pg_admin_on_timer, c);
+	else if (rc == 0)
+		rc = (c->wait_timer = event_new(core_base(pg->core), -1, 0, pg_admin_on_timer, c)) ? 0 : -1;
 	if (rc != 0) {
 		pg_client_close(c);
 		return;

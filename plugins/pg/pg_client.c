@@ -213,9 +213,13 @@ void pg_client_process(struct pg_client *c)
 		}
 		pg_pool_acquire(c->pool, c);
 		if (c->state == PG_CLIENT_WAITING && c->pg->conf->query_wait_timeout > 0) {
+			/* (made on first need: an idle client carries no timer) */
+			if (!c->wait_timer)
+				c->wait_timer = evtimer_new(core_base(c->pg->core), pg_client_on_wait_timeout, c);
 			int64_t ms = c->pg->conf->query_wait_timeout;
 			struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-			evtimer_add(c->wait_timer, &tv);
+			if (c->wait_timer)
+				evtimer_add(c->wait_timer, &tv);
 		}
 		return; /* pg_client_linked continues */
 	}
@@ -641,13 +645,12 @@ void pg_client_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen, 
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 	c->bev = bufferevent_socket_new(core_base(pg->core), fd, BEV_OPT_CLOSE_ON_FREE);
-	c->wait_timer = evtimer_new(core_base(pg->core), pg_client_on_wait_timeout, c);
 	pg->nclients++;
 	c->all_next = pg->clients;
 	if (pg->clients)
 		pg->clients->all_prev = c;
 	pg->clients = c;
-	if (!c->bev || !c->wait_timer) {
+	if (!c->bev) {
 		if (!c->bev)
 			evutil_closesocket(fd);
 		pg_client_close(c);
