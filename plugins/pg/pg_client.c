@@ -311,7 +311,7 @@ void pg_client_process(struct pg_client *c)
 out:
 	/* the server is slow to take what the client sends (COPY IN): stop reading the client */
 	if (evbuffer_get_length(to) > PG_RELAY_HIGH)
-		bufferevent_disable(c->bev, EV_READ);
+		pg_io_read_set(&c->out, false);
 }
 
 void pg_client_linked(struct pg_client *c)
@@ -589,8 +589,8 @@ static void pg_client_on_write(struct bufferevent *bev, void *arg)
 	struct pg_client *c = arg;
 	struct pg_server *s = c->server;
 	pg_out_written(&c->out);
-	if (s && s->bev && !(bufferevent_get_enabled(s->bev) & EV_READ)) {
-		bufferevent_enable(s->bev, EV_READ);
+	if (s && s->bev && !pg_io_read_on(&s->out)) {
+		pg_io_read_set(&s->out, true);
 		pg_server_resume(s);
 	}
 	if (c->pg->draining)

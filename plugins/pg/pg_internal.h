@@ -59,7 +59,8 @@ struct pg_out {
 	struct pg_out *next, *prev; /* on pg->dirty while bytes wait for the flush */
 	struct pg *pg;
 	struct bufferevent *bev;
-	bool dirty, direct;
+	struct event *rev; /* direct reads: our read event (the bufferevent's is off) */
+	bool dirty, direct, rd_on;
 };
 
 enum pg_client_state {
@@ -206,6 +207,9 @@ void pg_out_attach(struct pg *pg, struct pg_out *o, struct bufferevent *bev, boo
 void pg_out_detach(struct pg_out *o);
 /* From the write callback: output empty, EV_WRITE off again. */
 void pg_out_written(struct pg_out *o);
+/* Reading on or off (back-pressure), whichever path reads the connection. */
+void pg_io_read_set(struct pg_out *o, bool on);
+bool pg_io_read_on(const struct pg_out *o);
 
 /* pg_tls.c */
 int pg_tls_init(struct pg *pg, char *err, size_t errlen);

@@ -1,7 +1,11 @@
-/* Writing to clients and servers without an epoll round per message: a plain socket's output is
- * written directly once the callbacks of this loop pass have queued their bytes, and EV_WRITE is
- * armed only while the kernel buffer is full (as daemon/http_server.c does). TLS connections keep
- * libevent's own write path. */
+/* Plain-socket I/O for clients and servers with fewer system calls than libevent's bufferevent:
+ * output is written directly once the callbacks of this loop pass have queued their bytes, and
+ * EV_WRITE is armed only while the kernel buffer is full (as daemon/http_server.c does); input is
+ * read with one readv into the bufferevent's input buffer, without the FIONREAD ioctl libevent
+ * makes before every read. TLS connections keep libevent's own paths. */
+#include <errno.h>
+#include <sys/uio.h>
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -70,6 +74,81 @@ static void pg_out_added(struct evbuffer *buf, const struct evbuffer_cb_info *in
 	event_active(o->pg->flush_ev, 0, 0);
 }
 
+#define PG_IN_READ 16384 /* as libevent reads; larger chains churn the heap top (brk) */
+
+/* The socket is readable: one readv, then the bufferevent's own read or event callback. */
+static void pg_in_on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_out *o = arg;
+	struct bufferevent *bev = o->bev;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer_iovec v[2];
+	evbuffer_unfreeze(in, 0);
+	int nv = evbuffer_reserve_space(in, PG_IN_READ, v, 2);
+	ssize_t n = -1;
+	int err = ENOMEM;
+	if (nv > 0) {
+		struct iovec iov[2];
+		for (int i = 0; i < nv; i++)
+			iov[i] = (struct iovec){ v[i].iov_base, v[i].iov_len };
+		n = readv(fd, iov, nv);
+		err = errno;
+		if (n > 0) {
+			size_t left = (size_t)n;
+			int used = 0;
+			for (; used < nv && left > 0; used++) {
+				if (v[used].iov_len > left)
+					v[used].iov_len = left;
+				left -= v[used].iov_len;
+			}
+			evbuffer_commit_space(in, v, used);
+		}
+	}
+	evbuffer_freeze(in, 0);
+	bufferevent_data_cb readcb = NULL;
+	bufferevent_event_cb eventcb = NULL;
+	void *cbarg = NULL;
+	bufferevent_getcb(bev, &readcb, NULL, &eventcb, &cbarg);
+	if (n > 0) {
+		if (readcb)
+			readcb(bev, cbarg);
+		return;
+	}
+	if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
+		return;
+	if (n < 0)
+		EVUTIL_SET_SOCKET_ERROR(err);
+	if (eventcb)
+		eventcb(bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), cbarg);
+}
+
+void pg_io_read_set(struct pg_out *o, bool on)
+{
+	if (!o->bev)
+		return;
+	if (!o->rev) {
+		if (on)
+			bufferevent_enable(o->bev, EV_READ);
+		else
+			bufferevent_disable(o->bev, EV_READ);
+		return;
+	}
+	if (on != o->rd_on) {
+		if (on)
+			event_add(o->rev, NULL);
+		else
+			event_del(o->rev);
+	}
+	o->rd_on = on;
+}
+
+bool pg_io_read_on(const struct pg_out *o)
+{
+	if (!o->bev)
+		return true;
+	return o->rev ? o->rd_on : (bufferevent_get_enabled(o->bev) & EV_READ) != 0;
+}
+
 int pg_out_start(struct pg *pg)
 {
 	pg->flush_ev = event_new(core_base(pg->core), -1, 0, pg_out_on_flush, pg);
@@ -96,6 +175,15 @@ void pg_out_attach(struct pg *pg, struct pg_out *o, struct bufferevent *bev, boo
 		bufferevent_disable(bev, EV_WRITE);
 	else
 		bufferevent_enable(bev, EV_WRITE);
+	/* reading: our own event on the socket instead of the bufferevent's */
+	bool reading = (bufferevent_get_enabled(bev) & EV_READ) != 0;
+	if (o->direct)
+		o->rev = event_new(core_base(pg->core), bufferevent_getfd(bev), EV_READ | EV_PERSIST, pg_in_on_readable, o);
+	if (o->rev) {
+		bufferevent_disable(bev, EV_READ);
+		o->rd_on = false;
+		pg_io_read_set(o, reading);
+	}
 }
 
 void pg_out_detach(struct pg_out *o)
@@ -105,6 +193,14 @@ void pg_out_detach(struct pg_out *o)
 	pg_out_unlink(o);
 	if (o->direct)
 		evbuffer_remove_cb(bufferevent_get_output(o->bev), pg_out_added, o);
+	if (o->rev) {
+		/* hand reading back to the bufferevent as it was (a TLS filter takes it over next) */
+		bool reading = o->rd_on;
+		event_free(o->rev);
+		o->rev = NULL;
+		if (reading)
+			bufferevent_enable(o->bev, EV_READ);
+	}
 	o->direct = false;
 	o->bev = NULL;
 }

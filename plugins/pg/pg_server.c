@@ -534,7 +534,7 @@ static void pg_server_on_read(struct bufferevent *bev, void *arg)
 	/* a slow client: stop reading the server until the client catches up */
 	struct pg_client *c = s->state == PG_SERVER_ACTIVE ? s->client : NULL;
 	if (c && c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) > PG_RELAY_HIGH)
-		bufferevent_disable(bev, EV_READ);
+		pg_io_read_set(&s->out, false);
 }
 
 /* The server took what the client sent: read the client again. */
@@ -543,8 +543,8 @@ static void pg_server_on_write(struct bufferevent *bev, void *arg)
 	struct pg_server *s = arg;
 	struct pg_client *c = s->client;
 	pg_out_written(&s->out);
-	if (c && c->bev && !(bufferevent_get_enabled(c->bev) & EV_READ)) {
-		bufferevent_enable(c->bev, EV_READ);
+	if (c && c->bev && !pg_io_read_on(&c->out)) {
+		pg_io_read_set(&c->out, true);
 		pg_client_process(c);
 	}
 }
