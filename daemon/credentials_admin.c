@@ -15,51 +15,10 @@
 
 #include "core_conf.h"
 #include "credentials.h"
+#include "http_query.h"
 
 #define CRED_ADMIN_MAX_COUNT 10000
 
-static int credentials_admin_hex(int ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-/* The decoded value of query parameter `name` (malloc'd), or NULL when absent. */
-static char *credentials_admin_param(const char *query, const char *name)
-{
-	size_t nl = strlen(name);
-	for (const char *p = query; p && *p;) {
-		const char *end = strchr(p, '&');
-		size_t len = end ? (size_t)(end - p) : strlen(p);
-		if (len >= nl && strncmp(p, name, nl) == 0 && (len == nl || p[nl] == '=')) {
-			const char *v = len == nl ? p + nl : p + nl + 1;
-			size_t vl = len == nl ? 0 : len - nl - 1;
-			char *out = malloc(vl + 1), *o = out;
-			if (!out)
-				return NULL;
-			for (size_t i = 0; i < vl; i++) {
-				int h1, h2;
-				if (v[i] == '+')
-					*o++ = ' ';
-				else if (v[i] == '%' && i + 2 < vl && (h1 = credentials_admin_hex(v[i + 1])) >= 0 &&
-					 (h2 = credentials_admin_hex(v[i + 2])) >= 0) {
-					*o++ = (char)(h1 << 4 | h2);
-					i += 2;
-				} else
-					*o++ = v[i];
-			}
-			*o = '\0';
-			return out;
-		}
-		p = end ? end + 1 : NULL;
-	}
-	return NULL;
-}
 
 static void credentials_admin_status(struct http_request *r, void *arg)
 {
@@ -160,10 +119,10 @@ static void credentials_admin_refresh(struct http_request *r, void *arg)
 	if (!core_admin_authorized(c, r))
 		return;
 	const char *query = http_request_query(r);
-	char *scopes = credentials_admin_param(query, "scopes");
-	char *audience = credentials_admin_param(query, "audience");
-	char *count_s = credentials_admin_param(query, "count");
-	char *inval = credentials_admin_param(query, "invalidate");
+	char *scopes = http_query_param(query, "scopes");
+	char *audience = http_query_param(query, "audience");
+	char *count_s = http_query_param(query, "count");
+	char *inval = http_query_param(query, "invalidate");
 	long count = count_s ? strtol(count_s, NULL, 10) : 1;
 	struct cred_admin_req *q = NULL;
 	if (count < 1 || count > CRED_ADMIN_MAX_COUNT) {

@@ -3,6 +3,7 @@
  * POST /admin/cache/purge?database=D&table=T | ?database=D | ?all, answered once the
  * invalidation is in Redis or queued; the Prometheus collector reports the same counters. */
 #include "cache_admin.h"
+#include "http_query.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -10,49 +11,6 @@
 #include "cache_internal.h"
 #include "core.h"
 
-static int cache_admin_hex(int ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-/* The decoded value of query parameter `name` (malloc'd; "" when present without a value), or
- * NULL when absent. */
-static char *cache_admin_param(const char *query, const char *name)
-{
-	size_t nl = strlen(name);
-	for (const char *p = query; p && *p;) {
-		const char *end = strchr(p, '&');
-		size_t len = end ? (size_t)(end - p) : strlen(p);
-		if (len >= nl && strncmp(p, name, nl) == 0 && (len == nl || p[nl] == '=')) {
-			const char *v = len == nl ? p + nl : p + nl + 1;
-			size_t vl = len == nl ? 0 : len - nl - 1;
-			char *out = malloc(vl + 1), *o = out;
-			if (!out)
-				return NULL;
-			for (size_t i = 0; i < vl; i++) {
-				int h1, h2;
-				if (v[i] == '+')
-					*o++ = ' ';
-				else if (v[i] == '%' && i + 2 < vl && (h1 = cache_admin_hex(v[i + 1])) >= 0 &&
-					 (h2 = cache_admin_hex(v[i + 2])) >= 0) {
-					*o++ = (char)(h1 << 4 | h2);
-					i += 2;
-				} else
-					*o++ = v[i];
-			}
-			*o = '\0';
-			return out;
-		}
-		p = end ? end + 1 : NULL;
-	}
-	return NULL;
-}
 
 static const char *cache_admin_circuit(int state)
 {
@@ -145,8 +103,8 @@ static void cache_admin_purge(struct http_request *r, void *arg)
 	if (!core_admin_authorized(c->core, r))
 		return;
 	const char *q = http_request_query(r);
-	char *all = cache_admin_param(q, "all"), *db = cache_admin_param(q, "database"),
-	     *table = cache_admin_param(q, "table");
+	char *all = http_query_param(q, "all"), *db = http_query_param(q, "database"),
+	     *table = http_query_param(q, "table");
 	struct cache_admin_purge *p = NULL;
 	if (!all && !db) {
 		http_response_error(r, 400, "purge needs ?all, ?database=D or ?database=D&table=T");
