@@ -245,6 +245,11 @@ static int http_client_req_setup(struct http_client_req *r)
 	} else if (strcmp(r->method, "GET") != 0) {
 		rc |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
 	}
+	/* libcurl quietly sends a body-less request again when a reused connection turns out dead
+	 * before any answer; a request that must not run twice gets a connection of its own (a body
+	 * is safe: the seek callback refuses to rewind it). */
+	if (!r->idempotent && !r->has_body)
+		rc |= curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
 	return rc == CURLE_OK ? 0 : -1;
 }
 
