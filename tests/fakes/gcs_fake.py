@@ -64,6 +64,7 @@ class GcsServer(FakeServer):
         self.config = copy.deepcopy(DEFAULT_CONFIG)
         self.faults = []
         self.records = []
+        self.in_flight = 0  # API requests started and not yet recorded
 
     def configure(self, doc):
         with self.lock:
@@ -112,6 +113,7 @@ class GcsServer(FakeServer):
     def record(self, rec):
         with self.lock:
             self.records.append(rec)
+            self.in_flight -= 1
 
 
 class GcsHandler(FakeHandler):
@@ -145,6 +147,8 @@ class GcsHandler(FakeHandler):
         rec = {"method": method, "path": self.url_path, "query": dict(self.query),
                "headers": dict(self.headers.items()), "body_size": 0, "status": None,
                "fault": None, "time": time.time()}
+        with srv.lock:
+            srv.in_flight += 1
         try:
             fault = srv.take_fault(method, self.path)
             if fault:
@@ -231,6 +235,14 @@ class GcsHandler(FakeHandler):
         if method == "GET" and self.url_path == "/_fake/config":
             return self.send_json(200, srv.snapshot())
         if method == "GET" and self.url_path == "/_fake/requests":
+            # a request is recorded just after its answer is written: let those finish (a client
+            # may already hold the answer), but not hang on one that stalls
+            deadline = time.time() + 2
+            while time.time() < deadline:
+                with srv.lock:
+                    if srv.in_flight <= 0:
+                        break
+                time.sleep(0.005)
             with srv.lock:
                 recs = list(srv.records)
             return self.send_json(200, {"requests": recs})
