@@ -419,3 +419,16 @@ def test_newer_protocol_and_pq_options_are_negotiated_down(pooler):
     s.sendall(msg(b"Q", b"select 1\0"))
     assert read_until_ready(s) == "TDCZ"
     s.close()
+
+
+def test_node_postgres_named_queries(pooler):
+    """node-postgres prepares a named query once per client connection and then only binds it:
+    50 connections over a pool of 4 servers in transaction mode."""
+    node_dir = os.path.join(os.path.dirname(__file__), "..", "node")
+    if not os.path.isdir(os.path.join(node_dir, "node_modules", "pg")):
+        pytest.fail("tests/node/node_modules/pg missing: run `make deps`")
+    t = pooler(pool_size=4)
+    r = subprocess.run(["node", os.path.join(node_dir, "pg_named.js"), t.sockdir, "5432"], capture_output=True,
+                       text=True, timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert '"ok":true' in r.stdout
