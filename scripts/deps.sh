@@ -13,7 +13,7 @@ PKGS=(
   postgresql postgresql-client redis-server redis-tools default-jre-headless
   # tests
   python3 python3-pytest python3-psycopg2 python3-psycopg python3-asyncpg python3-yaml
-  python3-requests python3-cryptography python3-crcmod curl procps systemd nodejs npm
+  python3-requests python3-cryptography python3-crcmod libpostgresql-jdbc-java curl procps systemd nodejs npm
 )
 
 missing=()

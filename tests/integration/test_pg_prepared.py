@@ -14,6 +14,7 @@ import psycopg2
 import pytest
 
 from test_pg import pooler  # noqa: F401  (fixture)
+from httpc import free_port
 from test_pg import raw_pg
 
 PGBENCH = os.path.join(os.environ.get("TETHER_PG_BIN", "/usr/lib/postgresql/15/bin"), "pgbench")
@@ -432,3 +433,27 @@ def test_node_postgres_named_queries(pooler):
                        text=True, timeout=90)
     assert r.returncode == 0, r.stdout + r.stderr
     assert '"ok":true' in r.stdout
+
+
+def test_jdbc_prepared_statements_and_batches(tetherd, postgres, tmp_path):
+    """pgJDBC (Debian's libpostgresql-jdbc-java) with server-side prepared statements from the
+    first execution, batches and rollbacks, 8 threads over a pool of 2 in transaction mode."""
+    jar = "/usr/share/java/postgresql.jar"
+    if not os.path.exists(jar):
+        pytest.fail(f"{jar} missing: run `make deps`")
+    tcp = free_port()
+    tetherd(f"""
+admin: {{listen: ["tcp://127.0.0.1:{free_port()}"]}}
+postgres:
+  listen: ["tcp://127.0.0.1:{tcp}"]
+  databases:
+    appdb: {{host: {postgres.socket_dir}, port: {postgres.port}, user: app, pool_mode: transaction, pool_size: 2}}
+""")
+    src = os.path.join(os.path.dirname(__file__), "..", "java", "JdbcCheck.java")
+    r = subprocess.run(["javac", "-d", str(tmp_path), src], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(["java", "-cp", f"{tmp_path}:{jar}", "JdbcCheck", str(tcp)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert '"ok":true' in r.stdout
+    postgres.query("drop table if exists jdbc_t", db="appdb")
