@@ -1,10 +1,10 @@
 /* Plain-socket I/O for clients and servers with fewer system calls than libevent's bufferevent:
  * output is written directly once the callbacks of this loop pass have queued their bytes, and
  * EV_WRITE is armed only while the kernel buffer is full (as daemon/http_server.c does); input is
- * read with one readv into the bufferevent's input buffer, without the FIONREAD ioctl libevent
- * makes before every read. TLS connections keep libevent's own paths. */
+ * read with one read call, without the FIONREAD ioctl libevent makes before every read. TLS
+ * connections keep libevent's own paths. */
 #include <errno.h>
-#include <sys/uio.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -74,37 +74,28 @@ static void pg_out_added(struct evbuffer *buf, const struct evbuffer_cb_info *in
 	event_active(o->pg->flush_ev, 0, 0);
 }
 
-#define PG_IN_READ 16384 /* as libevent reads; larger chains churn the heap top (brk) */
+#define PG_IN_READ 65536
 
-/* The socket is readable: one readv, then the bufferevent's own read or event callback. */
+/* The socket is readable: one read into a shared buffer, then only the bytes that came are
+ * added to the bufferevent's input (a reserved chain per read would cost every connection its
+ * full size at once under a burst), then the bufferevent's own read or event callback. */
 static void pg_in_on_readable(evutil_socket_t fd, short what, void *arg)
 {
+	static unsigned char buf[PG_IN_READ];
 	struct pg_out *o = arg;
 	struct bufferevent *bev = o->bev;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	struct evbuffer_iovec v[2];
-	evbuffer_unfreeze(in, 0);
-	int nv = evbuffer_reserve_space(in, PG_IN_READ, v, 2);
-	ssize_t n = -1;
-	int err = ENOMEM;
-	if (nv > 0) {
-		struct iovec iov[2];
-		for (int i = 0; i < nv; i++)
-			iov[i] = (struct iovec){ v[i].iov_base, v[i].iov_len };
-		n = readv(fd, iov, nv);
-		err = errno;
-		if (n > 0) {
-			size_t left = (size_t)n;
-			int used = 0;
-			for (; used < nv && left > 0; used++) {
-				if (v[used].iov_len > left)
-					v[used].iov_len = left;
-				left -= v[used].iov_len;
-			}
-			evbuffer_commit_space(in, v, used);
+	ssize_t n = read(fd, buf, sizeof(buf));
+	int err = errno;
+	if (n > 0) {
+		evbuffer_unfreeze(in, 0);
+		int rc = evbuffer_add(in, buf, (size_t)n);
+		evbuffer_freeze(in, 0);
+		if (rc != 0) {
+			n = -1;
+			err = ENOMEM;
 		}
 	}
-	evbuffer_freeze(in, 0);
 	bufferevent_data_cb readcb = NULL;
 	bufferevent_event_cb eventcb = NULL;
 	void *cbarg = NULL;
