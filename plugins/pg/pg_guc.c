@@ -141,10 +141,22 @@ static int pg_guc_literal(struct evbuffer *b, const char *v)
 	return rc == 0 ? evbuffer_add(b, "'", 1) : rc;
 }
 
-static int pg_guc_set(struct evbuffer *b, bool *first, const char *name, const char *value)
+/* The query is built only when something differs: the common case (a server that already has
+ * the client's settings) allocates nothing. */
+static struct evbuffer *pg_guc_buf(struct evbuffer **b)
 {
-	int rc = evbuffer_add_printf(b, "%spg_catalog.set_config('%s', ", *first ? "SELECT " : ", ", name) < 0;
-	*first = false;
+	if (!*b)
+		*b = evbuffer_new();
+	return *b;
+}
+
+static int pg_guc_set(struct evbuffer **sql, const char *name, const char *value)
+{
+	struct evbuffer *b = pg_guc_buf(sql);
+	if (!b)
+		return -1;
+	bool first = evbuffer_get_length(b) == 0;
+	int rc = evbuffer_add_printf(b, "%spg_catalog.set_config('%s', ", first ? "SELECT " : ", ", name) < 0;
 	if (rc == 0)
 		rc = pg_guc_literal(b, value);
 	return rc == 0 && evbuffer_add(b, ", false)", 8) == 0 ? 0 : -1;
@@ -152,16 +164,15 @@ static int pg_guc_set(struct evbuffer *b, bool *first, const char *name, const c
 
 int pg_guc_apply(struct pg_client *c, struct pg_server *s)
 {
-	struct evbuffer *sets = evbuffer_new(), *resets = evbuffer_new();
-	bool first = true;
-	int rc = sets && resets ? 0 : -1;
+	struct evbuffer *sql = NULL;
+	int rc = 0;
 	/* reported settings: what the client was told (its own or the pool's) against the server's */
 	for (size_t i = 0; rc == 0 && pg_guc_reported_names[i]; i++) {
 		const char *n = pg_guc_reported_names[i];
 		const char *want = pg_guc_expected(c, n);
 		const char *have = pg_params_get(&s->params, n);
 		if (want && (!have || strcmp(want, have) != 0))
-			rc = pg_guc_set(sets, &first, n, want);
+			rc = pg_guc_set(&sql, n, want);
 	}
 	/* others: what the client asked for against what tether set on this server */
 	for (uint32_t i = 0; rc == 0 && i < c->gucs.n; i++) {
@@ -170,44 +181,37 @@ int pg_guc_apply(struct pg_client *c, struct pg_server *s)
 			continue;
 		const char *have = pg_params_get(&s->gucs, p->name);
 		if (!have || strcmp(have, p->value) != 0) {
-			rc = pg_guc_set(sets, &first, p->name, p->value);
+			rc = pg_guc_set(&sql, p->name, p->value);
 			if (rc == 0)
 				rc = pg_params_set(&s->gucs, p->name, p->value);
 		}
 	}
+	/* (the SELECT comes first, the RESETs after it) */
 	for (uint32_t i = 0; rc == 0 && i < s->gucs.n;) {
 		const char *n = s->gucs.v[i].name;
 		if (pg_params_get(&c->gucs, n)) {
 			i++;
 			continue;
 		}
-		rc = evbuffer_add_printf(resets, ";RESET %s", n) < 0 ? -1 : 0;
+		struct evbuffer *b = pg_guc_buf(&sql);
+		rc = b && evbuffer_add_printf(b, "%sRESET %s", evbuffer_get_length(b) ? ";" : "", n) >= 0 ? 0 : -1;
 		pg_params_del(&s->gucs, n);
 	}
-	size_t ns = sets ? evbuffer_get_length(sets) : 0, nr = resets ? evbuffer_get_length(resets) : 0;
-	if (rc == 0 && (ns || nr)) {
-		if (!ns)
-			evbuffer_drain(resets, 1); /* the leading ';' */
-		if (evbuffer_add_buffer(sets, resets) != 0 || evbuffer_add(sets, "", 1) != 0) {
-			rc = -1;
-		} else {
-			const char *sql = (const char *)evbuffer_pullup(sets, -1);
-			free(s->inject_error);
-			s->inject_error = NULL;
-			rc = sql && pgproto_put_query(bufferevent_get_output(s->bev), sql) == 0 &&
-					     pg_expect_push(s, PG_EXP_QUERY_DROP, NULL) == 0
-				     ? 0
-				     : -1;
-			if (rc == 0) {
-				s->guc_pending = true;
-				s->pool->guc_applies++;
-			}
+	if (rc == 0 && sql) {
+		const char *q = evbuffer_add(sql, "", 1) == 0 ? (const char *)evbuffer_pullup(sql, -1) : NULL;
+		free(s->inject_error);
+		s->inject_error = NULL;
+		rc = q && pgproto_put_query(bufferevent_get_output(s->bev), q) == 0 &&
+				     pg_expect_push(s, PG_EXP_QUERY_DROP, NULL) == 0
+			     ? 0
+			     : -1;
+		if (rc == 0) {
+			s->guc_pending = true;
+			s->pool->guc_applies++;
 		}
 	}
-	if (sets)
-		evbuffer_free(sets);
-	if (resets)
-		evbuffer_free(resets);
+	if (sql)
+		evbuffer_free(sql);
 	return rc;
 }
 
