@@ -637,9 +637,13 @@ void pg_client_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen, 
 	c->log = (struct log_src){ "pg", c->id };
 	c->state = PG_CLIENT_STARTUP;
 	c->unix_socket = sa->sa_family == AF_UNIX;
-	if (getrandom(&c->cancel_pid, sizeof(c->cancel_pid), 0) != sizeof(c->cancel_pid) ||
-	    getrandom(&c->cancel_key, sizeof(c->cancel_key), 0) != sizeof(c->cancel_key))
+	int32_t cancel[2]; /* one system call for both */
+	if (getrandom(cancel, sizeof(cancel), 0) == sizeof(cancel)) {
+		c->cancel_pid = cancel[0];
+		c->cancel_key = cancel[1];
+	} else {
 		c->cancel_key = (int32_t)c->id;
+	}
 	if (sa->sa_family != AF_UNIX) {
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
