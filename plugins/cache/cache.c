@@ -60,8 +60,12 @@ static int cache_compile(struct cache *c, const struct cache_conf *conf)
 			}
 			r->has_re = true;
 		}
-		if (i < c->nrules) /* counts survive a reload by position */
+		if (i < c->nrules) { /* counts survive a reload by position */
 			r->matches = c->rules[i].matches;
+			r->hits = c->rules[i].hits;
+			r->misses = c->rules[i].misses;
+			r->bypasses = c->rules[i].bypasses;
+		}
 	}
 	for (size_t i = 0; i < conf->safe_functions.n; i++)
 		safe[i] = conf->safe_functions.items[i];
@@ -142,10 +146,10 @@ void cache_destroy(struct cache *c)
 	free(c);
 }
 
-bool cache_rule_match(struct cache *c, const char *database, const struct cache_sql_info *info, int64_t *ttl_ms)
+int cache_rule_match(struct cache *c, const char *database, const struct cache_sql_info *info, int64_t *ttl_ms)
 {
 	if (!info->cacheable || info->hint_nocache || !info->normalized)
-		return false;
+		return CACHE_RULE_NONE;
 	bool hint = info->hint && c->conf->hints == CACHE_HINTS_ALLOW;
 	for (size_t i = 0; i < c->nrules; i++) {
 		struct cache_rule *r = &c->rules[i];
@@ -157,13 +161,56 @@ bool cache_rule_match(struct cache *c, const char *database, const struct cache_
 			continue;
 		r->matches++;
 		*ttl_ms = hint && info->hint_ttl_ms ? info->hint_ttl_ms : r->ttl ? r->ttl : c->conf->default_ttl;
-		return true;
+		return (int)i;
 	}
 	if (!hint)
-		return false;
+		return CACHE_RULE_NONE;
 	c->hint_matches++;
 	*ttl_ms = info->hint_ttl_ms ? info->hint_ttl_ms : c->conf->default_ttl;
-	return true;
+	return CACHE_RULE_HINT;
+}
+
+void cache_rule_result(struct cache *c, int rule, enum cache_result_kind kind)
+{
+	uint64_t *hits, *misses, *bypasses;
+	if (rule == CACHE_RULE_HINT) {
+		hits = &c->hint_hits, misses = &c->hint_misses, bypasses = &c->hint_bypasses;
+	} else if (rule >= 0 && (size_t)rule < c->nrules) {
+		struct cache_rule *r = &c->rules[rule];
+		hits = &r->hits, misses = &r->misses, bypasses = &r->bypasses;
+	} else {
+		return;
+	}
+	(*(kind == CACHE_HIT ? hits : kind == CACHE_MISS ? misses : bypasses))++;
+}
+
+size_t cache_rule_count(struct cache *c)
+{
+	return c->nrules;
+}
+
+void cache_rule_get(struct cache *c, size_t i, struct cache_rule_info *out)
+{
+	const struct cache_rule *r = &c->rules[i];
+	const struct cache_conf_rule *cr =
+		i < c->conf->rules.n ? CONF_ARRAY_AT(&c->conf->rules, struct cache_conf_rule, i) : NULL;
+	*out = (struct cache_rule_info){ .database = r->database,
+					 .match = cr ? cr->match : NULL,
+					 .fingerprint = r->fingerprint,
+					 .ttl_ms = r->ttl ? r->ttl : c->conf->default_ttl,
+					 .matches = r->matches,
+					 .hits = r->hits,
+					 .misses = r->misses,
+					 .bypasses = r->bypasses };
+}
+
+void cache_rule_hint(struct cache *c, struct cache_rule_info *out)
+{
+	*out = (struct cache_rule_info){ .ttl_ms = c->conf->default_ttl,
+					 .matches = c->hint_matches,
+					 .hits = c->hint_hits,
+					 .misses = c->hint_misses,
+					 .bypasses = c->hint_bypasses };
 }
 
 struct cache_sql_opts cache_sql_options(struct cache *c)

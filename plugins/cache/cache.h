@@ -41,11 +41,33 @@ struct cache *cache_instance(void);
 
 /* --- choosing statements --- */
 
-/* True when the statement may be served from the cache: it is a cacheable read
+enum cache_result_kind { CACHE_HIT, CACHE_MISS, CACHE_BYPASS };
+
+
+#define CACHE_RULE_NONE (-1)
+#define CACHE_RULE_HINT (-2)
+/* Whether the statement may be served from the cache: it is a cacheable read
  * (info->cacheable), carries no tether:nocache hint, and a rule for `database` matches its
- * normalized text or fingerprint, or it carries a tether:cache hint and hints are allowed.
- * *ttl_ms gets the TTL (hint ttl, else the rule's, else default_ttl). Counts rule matches. */
-bool cache_rule_match(struct cache *c, const char *database, const struct cache_sql_info *info, int64_t *ttl_ms);
+ * normalized text or fingerprint (returns the rule's index), or it carries a tether:cache hint
+ * and hints are allowed (CACHE_RULE_HINT). CACHE_RULE_NONE: not cached. *ttl_ms gets the TTL
+ * (hint ttl, else the rule's, else default_ttl). Counts rule matches. */
+int cache_rule_match(struct cache *c, const char *database, const struct cache_sql_info *info, int64_t *ttl_ms);
+/* Counts a lookup's outcome against the rule (or hint) that selected it, for SHOW CACHE and
+ * /admin/cache. An index from before a reload that no longer exists is ignored. */
+void cache_rule_result(struct cache *c, int rule, enum cache_result_kind kind);
+
+/* One rule's settings and counters, for SHOW CACHE; i < cache_rule_count(c). Strings stay
+ * valid until the next reload. */
+struct cache_rule_info {
+	const char *database; /* NULL: any */
+	const char *match, *fingerprint;
+	int64_t ttl_ms;
+	uint64_t matches, hits, misses, bypasses;
+};
+size_t cache_rule_count(struct cache *c);
+void cache_rule_get(struct cache *c, size_t i, struct cache_rule_info *out);
+/* The same counters for statements selected by a hint (database, match NULL). */
+void cache_rule_hint(struct cache *c, struct cache_rule_info *out);
 
 /* The analysis options the pooler should pass to cache_sql_analyze (safe_functions from the
  * config; backslash_strings false: set it per session when standard_conforming_strings is off).
@@ -53,8 +75,6 @@ bool cache_rule_match(struct cache *c, const char *database, const struct cache_
 struct cache_sql_opts cache_sql_options(struct cache *c);
 
 /* --- lookups --- */
-
-enum cache_result_kind { CACHE_HIT, CACHE_MISS, CACHE_BYPASS };
 
 enum cache_bypass_reason {
 	CACHE_BYPASS_REDIS_DOWN = 0,   /* not connected (or connecting) */
@@ -78,6 +98,10 @@ struct cache_result {
 	 * lookups of the same entry wait for it (single flight). */
 	struct cache_fill *fill;
 	enum cache_bypass_reason reason; /* BYPASS */
+	/* HIT and MISS: a digest of the global and database epochs the lookup read (0 when it
+	 * read none). It changes whenever everything was invalidated (DDL, unknown writes, a flush
+	 * or eviction of the epoch keys), so a caller can drop what it learnt about the schema. */
+	uint64_t epoch;
 };
 
 typedef void (*cache_lookup_fn)(void *arg, const struct cache_result *res);

@@ -30,18 +30,27 @@ static json_t *cache_admin_status(struct cache *c)
 	}
 	uint64_t total = s.hits + s.misses + nbypass;
 	json_t *rules = json_array();
-	for (size_t i = 0; i < c->nrules; i++) {
-		const struct cache_conf_rule *cr = i < c->conf->rules.n
-							   ? CONF_ARRAY_AT(&c->conf->rules, struct cache_conf_rule, i)
-							   : NULL;
+	for (size_t i = 0; i <= c->nrules; i++) {
+		struct cache_rule_info ri;
+		if (i < c->nrules)
+			cache_rule_get(c, i, &ri);
+		else
+			cache_rule_hint(c, &ri);
 		json_t *r = json_object();
-		json_object_set_new(r, "database", c->rules[i].database ? json_string(c->rules[i].database) : json_null());
-		if (cr && cr->match)
-			json_object_set_new(r, "match", json_string(cr->match));
-		if (c->rules[i].fingerprint)
-			json_object_set_new(r, "fingerprint", json_string(c->rules[i].fingerprint));
-		json_object_set_new(r, "ttl_ms", json_integer(c->rules[i].ttl ? c->rules[i].ttl : c->conf->default_ttl));
-		json_object_set_new(r, "matches", json_integer((json_int_t)c->rules[i].matches));
+		if (i == c->nrules)
+			json_object_set_new(r, "hint", json_true());
+		json_object_set_new(r, "database", ri.database ? json_string(ri.database) : json_null());
+		if (ri.match)
+			json_object_set_new(r, "match", json_string(ri.match));
+		if (ri.fingerprint)
+			json_object_set_new(r, "fingerprint", json_string(ri.fingerprint));
+		uint64_t lookups = ri.hits + ri.misses + ri.bypasses;
+		json_object_set_new(r, "ttl_ms", json_integer(ri.ttl_ms));
+		json_object_set_new(r, "matches", json_integer((json_int_t)ri.matches));
+		json_object_set_new(r, "hits", json_integer((json_int_t)ri.hits));
+		json_object_set_new(r, "misses", json_integer((json_int_t)ri.misses));
+		json_object_set_new(r, "bypasses", json_integer((json_int_t)ri.bypasses));
+		json_object_set_new(r, "hit_ratio", json_real(lookups ? (double)ri.hits / (double)lookups : 0.0));
 		json_array_append_new(rules, r);
 	}
 	return json_pack("{s:{s:s,s:s,s:I},s:b,s:I,s:I,s:f,s:o,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:b,s:I},s:o,s:I}",

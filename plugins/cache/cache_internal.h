@@ -18,7 +18,7 @@ struct cache_rule {
 	bool has_re;
 	char *fingerprint;
 	int64_t ttl; /* ms, 0: default */
-	uint64_t matches;
+	uint64_t matches, hits, misses, bypasses;
 };
 
 /* Invalidations not yet in Redis, per database. */
@@ -40,7 +40,7 @@ struct cache {
 	size_t nrules;
 	const char **safe_functions;
 	size_t nsafe_functions;
-	uint64_t hint_matches;
+	uint64_t hint_matches, hint_hits, hint_misses, hint_bypasses;
 
 	/* pending invalidations (reads bypass while any exist or a flush runs) */
 	struct cache_pending_db *pending;

@@ -32,6 +32,7 @@ struct cache_lookup {
 	unsigned char entry[CACHE_KEY_LEN];
 	char *entry_key;
 	uint64_t gen;
+	uint64_t epoch; /* digest of the epochs read (cache_result.epoch) */
 	int phase; /* 0: first MGET; 1: MGET after creating missing versions */
 	struct event *ev;                 /* deferred delivery */
 	struct cache_result res;          /* what the event delivers */
@@ -149,7 +150,9 @@ static void cache_lookup_deliver(struct cache_lookup *l, const struct cache_resu
 		case CACHE_BYPASS: c->stats.bypasses[res->reason]++; break;
 		}
 		l->cancelled = true; /* no second delivery */
-		l->cb(l->arg, res);
+		struct cache_result r = *res;
+		r.epoch = res->kind == CACHE_BYPASS ? 0 : l->epoch;
+		l->cb(l->arg, &r);
 	} else if (res->kind == CACHE_MISS && res->fill) {
 		cache_fill_abandon(c, res->fill);
 	}
@@ -337,6 +340,14 @@ static int cache_lookup_entry(struct cache_lookup *l, struct redisReply *reply, 
 	int rc = -1;
 	if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
 		goto out;
+	/* FNV-1a over the two epochs: what cache_result.epoch reports */
+	uint64_t ep = 1469598103934665603ULL;
+	for (size_t i = 0; i < 2 && i < reply->elements; i++) {
+		for (size_t k = 0; k < reply->element[i]->len; k++)
+			ep = (ep ^ (unsigned char)reply->element[i]->str[k]) * 1099511628211ULL;
+		ep = (ep ^ 0xff) * 1099511628211ULL;
+	}
+	l->epoch = ep ? ep : 1;
 	EVP_DigestUpdate(md, "tether-entry-1", 14);
 	EVP_DigestUpdate(md, l->key, CACHE_KEY_LEN);
 	for (size_t i = 0; i < reply->elements; i++) {
