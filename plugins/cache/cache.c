@@ -22,7 +22,8 @@ const char *cache_bypass_reason_name(enum cache_bypass_reason r)
 {
 	static const char *const names[CACHE_BYPASS_NREASONS] = {
 		"redis_down", "circuit_open", "pending_invalidations", "redis_error", "single_flight_timeout",
-		"single_flight_failed", "invalidated", "shutdown",
+		"single_flight_failed", "invalidated", "shutdown", "in_transaction", "session_settings",
+		"dependencies", "pipelined", "too_large", "schema_changed",
 	};
 	return (unsigned)r < CACHE_BYPASS_NREASONS ? names[r] : "unknown";
 }
@@ -182,6 +183,32 @@ void cache_rule_result(struct cache *c, int rule, enum cache_result_kind kind)
 		return;
 	}
 	(*(kind == CACHE_HIT ? hits : kind == CACHE_MISS ? misses : bypasses))++;
+}
+
+void cache_count_bypass(struct cache *c, int rule, enum cache_bypass_reason reason)
+{
+	if ((unsigned)reason < CACHE_BYPASS_NREASONS)
+		c->stats.bypasses[reason]++;
+	cache_rule_result(c, rule, CACHE_BYPASS);
+}
+
+void cache_recount(struct cache *c, enum cache_result_kind was, enum cache_bypass_reason reason)
+{
+	uint64_t *n = was == CACHE_HIT ? &c->stats.hits : was == CACHE_MISS ? &c->stats.misses : NULL;
+	if (n && *n)
+		(*n)--;
+	if ((unsigned)reason < CACHE_BYPASS_NREASONS)
+		c->stats.bypasses[reason]++;
+}
+
+int64_t cache_schema_ttl(struct cache *c)
+{
+	return c->conf->schema_ttl;
+}
+
+uint64_t cache_max_entry_size(struct cache *c)
+{
+	return c->conf->max_entry_size;
 }
 
 size_t cache_rule_count(struct cache *c)

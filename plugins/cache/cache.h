@@ -55,6 +55,10 @@ int cache_rule_match(struct cache *c, const char *database, const struct cache_s
 /* Counts a lookup's outcome against the rule (or hint) that selected it, for SHOW CACHE and
  * /admin/cache. An index from before a reload that no longer exists is ignored. */
 void cache_rule_result(struct cache *c, int rule, enum cache_result_kind kind);
+/* cache.schema_ttl in ms: how long the pooler may trust what it learnt from the catalog. */
+int64_t cache_schema_ttl(struct cache *c);
+/* cache.max_entry_size. */
+uint64_t cache_max_entry_size(struct cache *c);
 
 /* One rule's settings and counters, for SHOW CACHE; i < cache_rule_count(c). Strings stay
  * valid until the next reload. */
@@ -85,9 +89,23 @@ enum cache_bypass_reason {
 	CACHE_BYPASS_FILL_FAILED,      /* single-flight: the first miss stored nothing */
 	CACHE_BYPASS_INVALIDATED,      /* an invalidation was queued while the lookup ran */
 	CACHE_BYPASS_SHUTDOWN,
+	/* decided by the pooler before any lookup (cache_count_bypass) */
+	CACHE_BYPASS_IN_TRANSACTION,   /* the client is inside a transaction block */
+	CACHE_BYPASS_SESSION,          /* the session ran SET/RESET or made temporary objects */
+	CACHE_BYPASS_DEPENDENCIES,     /* the tables behind the statement could not be learnt */
+	CACHE_BYPASS_PIPELINED,        /* answers to earlier requests are still outstanding */
+	CACHE_BYPASS_TOO_LARGE,        /* the result was over max_entry_size (counted at the end) */
+	CACHE_BYPASS_SCHEMA_CHANGED,   /* the epoch moved: what tether knew of the schema is dropped */
 	CACHE_BYPASS_NREASONS
 };
 const char *cache_bypass_reason_name(enum cache_bypass_reason r);
+/* A bypass the pooler decided itself (before or instead of a lookup), counted by reason and
+ * against the rule that selected the statement. */
+void cache_count_bypass(struct cache *c, int rule, enum cache_bypass_reason reason);
+/* A HIT or MISS the caller did not use after all (the schema moved): counted as a bypass for
+ * `reason` instead. */
+void cache_recount(struct cache *c, enum cache_result_kind was, enum cache_bypass_reason reason);
+
 
 struct cache_result {
 	enum cache_result_kind kind;

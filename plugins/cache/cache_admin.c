@@ -119,6 +119,11 @@ static void cache_admin_purge(struct http_request *r, void *arg)
 		http_response_error(r, 400, "purge needs ?all, ?database=D or ?database=D&table=T");
 		goto out;
 	}
+	if (table && !strchr(table, '.')) {
+		/* versions are kept per schema-qualified table, as the catalog names it */
+		http_response_error(r, 400, "name the table with its schema: table=public.%s", table);
+		goto out;
+	}
 	p = calloc(1, sizeof(*p));
 	if (!p) {
 		http_response_error(r, 500, "out of memory");
@@ -137,7 +142,7 @@ static void cache_admin_purge(struct http_request *r, void *arg)
 		http_response_json(r, 200, json_pack("{s:s}", "outcome", "queued"));
 	}
 	if (table)
-		log_info(&c->log, "admin purge of %s.%s", db, table);
+		log_info(&c->log, "admin purge of %s %s", db, table);
 	else
 		log_info(&c->log, "admin purge of %s", all ? "everything" : db);
 out:

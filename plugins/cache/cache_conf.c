@@ -226,6 +226,11 @@ static const struct conf_key cache_conf_keys[] = {
 	{ "max_pending", CONF_INT, CONF_RELOAD, offsetof(struct cache_conf, max_pending), "10000", 1, 10000000, NULL,
 	  NULL, "Table invalidations kept in memory while Redis is unreachable; beyond it tether records "
 	  "\"everything\" instead." },
+	{ "schema_ttl", CONF_DURATION, CONF_RELOAD, offsetof(struct cache_conf, schema_ttl), "30s", 0, 86400000,
+	  NULL, NULL,
+	  "How long the pooler trusts what it learnt from the catalog: the tables behind a view, the "
+	  "tables a write reaches through foreign keys and partitions, which tables have triggers. DDL "
+	  "through any tether drops it at once; DDL made outside tether is seen within this time." },
 	{ NULL }
 };
 

@@ -35,6 +35,7 @@ struct cache_conf {
 	int64_t open_for;           /* ms */
 	int64_t single_flight_wait; /* ms */
 	int64_t max_pending;        /* queued table invalidations before "everything" */
+	int64_t schema_ttl;         /* ms: how long learnt dependencies are trusted */
 };
 
 /* A parsed cache.redis URL. */

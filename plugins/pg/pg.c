@@ -10,6 +10,7 @@
 
 #include "pg_admin.h"
 #include "pg_internal.h"
+#include "pg_cache.h"
 #include "plugin.h"
 
 static void pg_collect(struct metrics_writer *w, void *arg)
@@ -101,6 +102,16 @@ static int pg_start(void *inst)
 		}
 	}
 	lc.listen.items = urls;
+	/* the cache plugin (started before this one) is up now */
+	for (size_t i = 0; i < pg->npools; i++) {
+		if (pg_cache_pool_init(&pg->pools[i]) != 0) {
+			log_error(&pg->log, "out of memory");
+			for (size_t k = 0; k < pc->l.listen.n; k++)
+				free(urls[k]);
+			free(urls);
+			return -1;
+		}
+	}
 	int rc = core_listen(pg->core, "postgres", &lc, (uint16_t)pc->port, pg_client_accept, pg);
 	for (size_t i = 0; i < pc->l.listen.n; i++)
 		free(urls[i]);
@@ -182,6 +193,7 @@ static void pg_stop(void *inst)
 	struct pg *pg = inst;
 	metrics_collector_remove(core_metrics(pg->core), pg_collect, pg);
 	pg_admin_stop(pg);
+	pg_admin_cache_forget(pg);
 	pg_janitor_stop(pg);
 	while (pg->clients)
 		pg_client_close(pg->clients);

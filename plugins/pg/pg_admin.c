@@ -21,7 +21,8 @@
 #define PG_ADMIN_MAX_INPUT (1024 * 1024) /* an admin client never needs more buffered */
 #define PG_ADMIN_PAUSE_POLL_MS 20
 #define PG_ADMIN_COMMANDS                                                                          \
-	"SHOW POOLS|CLIENTS|SERVERS|STATS|DATABASES|CONFIG|VERSION|HELP, RELOAD, PAUSE [db], RESUME [db]"
+	"SHOW POOLS|CLIENTS|SERVERS|STATS|DATABASES|CONFIG|VERSION|CACHE|HELP, RELOAD, PAUSE [db], RESUME [db], " \
+	"CACHE PURGE [db [schema.table]]"
 
 enum pg_admin_rc { PG_ADMIN_DONE, PG_ADMIN_WAIT };
 
@@ -202,6 +203,9 @@ static int pg_admin_query(struct pg_client *c, char *sql, struct evbuffer *res)
 		return pg_admin_pause(c, nw == 2 ? pg_admin_ident(words[1]) : NULL, res);
 	} else if (strcasecmp(cmd, "RESUME") == 0 && nw <= 2) {
 		return pg_admin_resume(c, nw == 2 ? pg_admin_ident(words[1]) : NULL, res);
+	} else if (strcasecmp(cmd, "CACHE") == 0 && nw >= 2 && nw <= 4 && strcasecmp(words[1], "PURGE") == 0) {
+		int rc = pg_admin_cache_purge(c, nw >= 3 ? pg_admin_ident(words[2]) : NULL, nw == 4 ? words[3] : NULL, res);
+		return rc < 0 ? -1 : rc == 1 ? PG_ADMIN_WAIT : PG_ADMIN_DONE;
 	}
 	return pg_admin_error(res, "42601", "unknown admin command \"%.80s%s%.80s\"; tether's admin database knows "
 			      PG_ADMIN_COMMANDS, cmd, nw > 1 ? " " : "", nw > 1 ? words[1] : "") == 0 ? PG_ADMIN_DONE : -1;

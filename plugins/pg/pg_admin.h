@@ -52,4 +52,12 @@ int pg_admin_show(struct pg *pg, const char *what, struct pg_admin_table *t);
 /* NULL-terminated names of the SHOW tables, for SHOW HELP and error messages. */
 extern const char *const pg_admin_show_names[];
 
+/* pg_admin_cache.c: SHOW CACHE and CACHE PURGE */
+int pg_admin_show_cache(struct pg *pg, struct pg_admin_table *t);
+/* CACHE PURGE [db [schema.table]]: 0 answered into `res`, 1 still running (ask again), -1 out
+ * of memory. */
+int pg_admin_cache_purge(struct pg_client *c, const char *db, const char *table, struct evbuffer *res);
+/* Drops purges still running (their invalidations still happen). */
+void pg_admin_cache_forget(struct pg *pg);
+
 #endif

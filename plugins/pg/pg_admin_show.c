@@ -33,8 +33,8 @@ struct pg_admin {
 	struct pg_admin_counts *prev, *last; /* per pool */
 };
 
-const char *const pg_admin_show_names[] = { "POOLS",  "CLIENTS", "SERVERS", "STATS",
-					    "DATABASES", "CONFIG", "VERSION", "HELP", NULL };
+const char *const pg_admin_show_names[] = { "POOLS",  "CLIENTS", "SERVERS", "STATS", "DATABASES",
+					    "CONFIG", "VERSION", "HELP",    "CACHE", NULL };
 
 /* ---- live figures ------------------------------------------------------------------------ */
 
@@ -428,10 +428,12 @@ static int pg_admin_show_help(struct pg *pg, struct pg_admin_table *t)
 		{ "SHOW DATABASES", "the configured databases and their pool settings" },
 		{ "SHOW CONFIG", "the postgres section in effect (secrets masked)" },
 		{ "SHOW VERSION", "tether's version" },
+		{ "SHOW CACHE", "read cache: lookups, hits, misses, bypasses and hit ratio per rule, and totals" },
 		{ "SHOW HELP", "this list" },
 		{ "RELOAD", "reload the config file, as SIGHUP does" },
 		{ "PAUSE [db]", "let transactions finish, then lend no servers (clients queue)" },
 		{ "RESUME [db]", "lend servers again" },
+		{ "CACHE PURGE [db [schema.table]]", "invalidate cached reads: everything, a database, a table" },
 	};
 	pg_admin_table_begin(t, cols, "tt");
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
@@ -447,6 +449,7 @@ int pg_admin_show(struct pg *pg, const char *what, struct pg_admin_table *t)
 	static int (*const fns[])(struct pg *, struct pg_admin_table *) = {
 		pg_admin_show_pools,     pg_admin_show_clients, pg_admin_show_servers, pg_admin_show_stats,
 		pg_admin_show_databases, pg_admin_show_config,  pg_admin_show_version, pg_admin_show_help,
+		pg_admin_show_cache,
 	};
 	for (size_t i = 0; pg_admin_show_names[i]; i++) {
 		if (strcasecmp(what, pg_admin_show_names[i]) != 0)

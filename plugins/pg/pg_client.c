@@ -17,6 +17,7 @@
 #include <openssl/rand.h>
 
 #include "pg_internal.h"
+#include "pg_cache.h"
 #include "pg_admin.h"
 #include "md5auth.h"
 #include "startup.h"
@@ -47,6 +48,7 @@ void pg_client_close(struct pg_client *c)
 	struct pg *pg = c->pg;
 	enum pg_client_state was = c->state;
 	c->state = PG_CLIENT_CLOSED;
+	pg_cache_client_close(c); /* before its server is released: a held one is let go */
 	if (c->pool) {
 		if (was == PG_CLIENT_WAITING || was == PG_CLIENT_LOGIN)
 			pg_pool_unwait(c->pool, c);
@@ -158,6 +160,7 @@ static int pg_client_reject_request(struct pg_client *c, const char *sqlstate, c
 	if (!end)
 		return -1;
 	evbuffer_drain(in, end);
+	pg_cache_request_done(c);
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	if (pgproto_put_error(out, "ERROR", sqlstate, msg) != 0 || pgproto_put_ready_for_query(out, 'I') != 0)
 		return -1;
@@ -186,10 +189,13 @@ static void pg_client_on_wait_timeout(evutil_socket_t fd, short what, void *arg)
 void pg_client_process(struct pg_client *c)
 {
 	if (c->state == PG_CLIENT_CLOSED || c->state == PG_CLIENT_STARTUP || c->state == PG_CLIENT_LOGIN ||
-	    c->state == PG_CLIENT_WAITING)
+	    c->state == PG_CLIENT_WAITING || pg_cache_busy(c))
 		return;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	struct pg_server *s = c->server;
+	bool cache = c->pool && c->pool->cache;
+	if (cache && !c->relay_remaining && pg_cache_before(c) != 0)
+		return; /* a lookup runs (or more of the request must come first) */
 	while (!s && evbuffer_get_length(in) >= 5) {
 		/* Terminate on an idle client needs no server, nor does DEALLOCATE */
 		unsigned char h[5];
@@ -204,8 +210,12 @@ void pg_client_process(struct pg_client *c)
 				pg_client_close(c);
 				return;
 			}
-			if (rc > 0)
+			if (rc > 0) {
+				pg_cache_request_done(c);
+				if (cache && pg_cache_before(c) != 0)
+					return;
 				continue;
+			}
 		}
 		if (c->pg->draining) {
 			pg_client_fail(c, "57P01", "tether is shutting down");
@@ -240,6 +250,8 @@ void pg_client_process(struct pg_client *c)
 		}
 		if (evbuffer_get_length(in) < 5)
 			break;
+		if (cache && pg_cache_before(c) != 0)
+			return;
 		unsigned char h[5];
 		evbuffer_copyout(in, h, 5);
 		uint32_t len = pg_wire_u32(h + 1);
@@ -262,8 +274,14 @@ void pg_client_process(struct pg_client *c)
 			/* whole (Bind: its head) for rewriting named statements; a long Query is not
 			 * one tether looks at */
 			size_t need = h[0] == 'B' ? (want < 2053 ? want : 2053) : h[0] == 'Q' && len > 4096 ? 0 : want;
+			if (cache && h[0] == 'Q' && len <= 1024 * 1024)
+				need = want; /* the cache reads every statement it may have to invalidate for */
 			if (avail < need)
 				goto out;
+			if (cache && pg_cache_forward(c, in, h[0], len) != 0) {
+				pg_client_fail(c, "53200", "out of memory");
+				return;
+			}
 			int rc = pg_extended_client_msg(c, in, h[0], len);
 			if (rc < 0) {
 				if (c->state != PG_CLIENT_CLOSED)
@@ -285,6 +303,10 @@ void pg_client_process(struct pg_client *c)
 		}
 		case 'S': /* Sync */
 		case 'F': /* FunctionCall */
+			if (cache && pg_cache_forward(c, in, h[0], len) != 0) {
+				pg_client_fail(c, "53200", "out of memory");
+				return;
+			}
 			if (h[0] == 'S')
 				s->unsynced = 0;
 			if (pg_expect_push(s, PG_EXP_SYNC, NULL) != 0) {
@@ -293,6 +315,12 @@ void pg_client_process(struct pg_client *c)
 			}
 			break;
 		case 'E': case 'H':
+			if (cache && h[0] == 'E' && avail < want && want <= 2048)
+				goto out; /* the portal's name says what it runs */
+			if (cache && pg_cache_forward(c, in, h[0], len) != 0) {
+				pg_client_fail(c, "53200", "out of memory");
+				return;
+			}
 			s->unsynced++;
 			break;
 		case 'd': case 'c': case 'f': case 'p':

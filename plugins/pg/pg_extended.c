@@ -351,13 +351,11 @@ int pg_extended_client_msg(struct pg_client *c, struct evbuffer *in, uint8_t typ
 		const unsigned char *m = evbuffer_pullup(in, (ssize_t)peek);
 		if (!m)
 			return -1;
-		const char *portal = (const char *)m + 5;
-		size_t pl = strnlen(portal, peek - 5);
-		if (5 + pl + 1 >= peek)
+		const char *portal, *name;
+		if (!pg_wire_bind_names(m, peek, &portal, &name))
 			return 0;
-		const char *name = portal + pl + 1;
-		size_t nl = strnlen(name, peek - 5 - pl - 1);
-		struct pg_stmt *st = nl && 5 + pl + 1 + nl < peek ? pg_stmt_map_get(&c->stmts, name) : NULL;
+		size_t pl = strlen(portal), nl = strlen(name);
+		struct pg_stmt *st = nl ? pg_stmt_map_get(&c->stmts, name) : NULL;
 		if (!st)
 			return 0;
 		if (pg_ext_ensure(s, to, st) != 0)
@@ -397,6 +395,22 @@ int pg_extended_client_msg(struct pg_client *c, struct evbuffer *in, uint8_t typ
 		return -1;
 	evbuffer_drain(in, total);
 	return 1;
+}
+
+int pg_extended_remember(struct pg_client *c, const unsigned char *msg, size_t len)
+{
+	if (!pg_extended_on(c) || len < 6)
+		return 0;
+	const char *name = (const char *)msg + 5;
+	size_t nl = strnlen(name, len - 5);
+	if (nl == 0 || nl >= len - 5)
+		return 0;
+	struct pg_stmt *st = pg_stmt_intern(&c->pool->stmts, msg + 5 + nl + 1, len - 5 - nl - 1);
+	if (!st)
+		return -1;
+	int rc = pg_stmt_map_put(&c->stmts, &c->pool->stmts, name, st);
+	pg_stmt_unref(&c->pool->stmts, st);
+	return rc;
 }
 
 bool pg_extended_resets_settings(const char *sql)

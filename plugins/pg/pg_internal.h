@@ -84,6 +84,9 @@ enum pg_server_state {
 struct pg_client;
 struct pg_server;
 struct pg_pool;
+struct pg_cache_client;
+struct pg_cache_pool;
+struct pg_admin_purge;
 
 struct pg {
 	struct core *core;
@@ -109,6 +112,7 @@ struct pg {
 	struct metric_series *m_clients_total, *m_refused;
 	struct metric *m_errors;
 	struct pg_admin *admin; /* pg_admin_show.c: /admin/pools, SHOW STATS periods */
+	struct pg_admin_purge *purges; /* pg_admin_cache.c: CACHE PURGE in flight */
 };
 
 struct pg_pool {
@@ -134,6 +138,7 @@ struct pg_pool {
 	struct pg_stmt_registry stmts; /* named statements of transaction-mode clients */
 	uint64_t prepares, guc_applies; /* statements tether prepared, settings queries it ran */
 	uint64_t checks;                /* idle servers checked before reuse */
+	struct pg_cache_pool *cache;    /* pg_cache.c; NULL without a `cache` section */
 };
 
 struct pg_client {
@@ -163,6 +168,7 @@ struct pg_client {
 	uint64_t id;
 	struct pg_params gucs;       /* settings asked for at startup or since reported */
 	struct pg_stmt_map stmts;    /* transaction mode: its statement names */
+	struct pg_cache_client *cache; /* pg_cache.c, made on first need when the pool caches */
 };
 
 struct pg_server {
@@ -194,6 +200,7 @@ struct pg_server {
 	time_t created, last_used;
 	struct event *timer;
 	uint64_t id;
+	bool held; /* the client's ReadyForQuery waits for the cache's invalidation (pg_cache.c) */
 };
 
 enum pg_tls_state { PG_TLS_NONE = 0, PG_TLS_REQUESTED, PG_TLS_HANDSHAKE, PG_TLS_ON, PG_TLS_REFUSED };
@@ -231,6 +238,12 @@ uint32_t pg_wire_u32(const unsigned char *p);
 /* Bytes up to and including the first whole message in `in` whose type is in `ends` (a Sync,
  * a Query); 0 when that message has not fully arrived. */
 size_t pg_wire_request_end(struct evbuffer *in, const char *ends);
+/* The 5-byte header (type, length) of the message at `off` in `in`, which must have 5 bytes
+ * there; returns the length word. */
+uint32_t pg_wire_header_at(struct evbuffer *in, size_t off, unsigned char h[5]);
+/* A Bind's portal and statement names from its first `len` bytes (type and length word
+ * included); false when they are not both NUL-terminated within them. */
+bool pg_wire_bind_names(const unsigned char *m, size_t len, const char **portal, const char **stmt);
 int pg_params_set(struct pg_params *p, const char *name, const char *value);
 const char *pg_params_get(const struct pg_params *p, const char *name);
 void pg_params_del(struct pg_params *p, const char *name);
@@ -255,6 +268,9 @@ enum pg_expect_action pg_expect_ready(struct pg_server *s);
 int pg_extended_client_msg(struct pg_client *c, struct evbuffer *in, uint8_t type, uint32_t len);
 /* DEALLOCATE / DEALLOCATE ALL from a client with no server: answered by tether. 1 when done. */
 int pg_extended_idle_query(struct pg_client *c, struct evbuffer *in, uint32_t len);
+/* A Parse message (whole, `len` bytes) answered by the cache: its name is recorded for the
+ * client as if a server had seen it. 0 or -1 (memory). */
+int pg_extended_remember(struct pg_client *c, const unsigned char *msg, size_t len);
 /* True for a reset query that resets session settings (DISCARD ALL, RESET ALL). */
 bool pg_extended_resets_settings(const char *sql);
 
@@ -294,6 +310,8 @@ void pg_server_link(struct pg_server *s, struct pg_client *c);
 void pg_server_free(struct pg_server *s);
 /* The linked client drained: relay what the server sent meanwhile. */
 void pg_server_resume(struct pg_server *s);
+/* The cache's invalidation after a commit is done: relay the held ReadyForQuery and go on. */
+void pg_server_unhold(struct pg_server *s);
 
 /* pg_cancel.c: forwards a CancelRequest to the backend serving that client now */
 void pg_cancel(struct pg *pg, uint32_t pid, uint32_t key);

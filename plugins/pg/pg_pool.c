@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 
 #include "pg_internal.h"
+#include "pg_cache.h"
 
 static void pg_pool_on_retry(evutil_socket_t fd, short what, void *arg);
 
@@ -39,6 +40,7 @@ void pg_pools_destroy(struct pg *pg)
 	for (size_t i = 0; i < pg->npools; i++) {
 		struct pg_pool *p = &pg->pools[i];
 		pg_pool_close_all(p, "shutting down");
+		pg_cache_pool_deinit(p);
 		pg_params_clear(&p->params);
 		pg_stmt_registry_free(&p->stmts);
 		OPENSSL_cleanse(&p->scram_keys, sizeof(p->scram_keys));

@@ -17,6 +17,7 @@
 
 #include "md5auth.h"
 #include "pg_internal.h"
+#include "pg_cache.h"
 
 void pg_server_free(struct pg_server *s)
 {
@@ -328,6 +329,8 @@ static int pg_server_status_msg(struct pg_server *s, struct pg_client *c, struct
 			if (!drop && c)
 				pg_guc_reported(c, name, name + nl + 1);
 		}
+		if (!drop && c && c->cache)
+			pg_cache_capture(c, in, want, t, true); /* (a setting changed: not stored) */
 		break;
 	}
 	case 'E': /* inside tether's own query: remember why */
@@ -365,6 +368,8 @@ static int pg_server_status_msg(struct pg_server *s, struct pg_client *c, struct
 			return pg_server_own_done(s, c);
 		if (!to)
 			return 0;
+		if (c->cache && pg_cache_ready(c, s, (uint8_t)s->tx_status) == 1)
+			return -1; /* relayed by pg_server_unhold once the write is invalidated */
 		if (pgproto_put_ready_for_query(to, (uint8_t)s->tx_status) != 0) {
 			pg_server_close(s, "out of memory");
 			return -1;
@@ -374,6 +379,8 @@ static int pg_server_status_msg(struct pg_server *s, struct pg_client *c, struct
 	}
 	s->pool->bytes_out += want;
 	if (act == PG_EXP_PASS) {
+		if (c && c->cache && t != 'S')
+			pg_cache_capture(c, in, want, t, true);
 		evbuffer_remove_buffer(in, to, want);
 	} else {
 		evbuffer_drain(in, want);
@@ -381,8 +388,25 @@ static int pg_server_status_msg(struct pg_server *s, struct pg_client *c, struct
 			pg_server_close(s, "out of memory");
 			return -1;
 		}
+		if (act == PG_EXP_AS_PARSE && c && c->cache)
+			pg_cache_capture_bytes(c, "1\0\0\0\4", 5, '1');
 	}
 	return 0;
+}
+
+void pg_server_unhold(struct pg_server *s)
+{
+	s->held = false;
+	struct pg_client *c = s->client;
+	if (s->state != PG_SERVER_ACTIVE || !c || !c->bev)
+		return;
+	if (pgproto_put_ready_for_query(bufferevent_get_output(c->bev), (uint8_t)s->tx_status) != 0) {
+		pg_server_close(s, "out of memory");
+		return;
+	}
+	if (pg_server_client_ready(s, c) != 0)
+		return; /* back in the pool; the client went on with its next request */
+	pg_server_resume(s);
 }
 
 /* Server bytes for the client, message by message, bodies not copied: answers to tether's own
@@ -392,12 +416,16 @@ static void pg_server_relay(struct pg_server *s, struct evbuffer *in)
 	struct pg_client *c = s->client;
 	struct evbuffer *to = c && c->bev ? bufferevent_get_output(c->bev) : NULL;
 	for (;;) {
+		if (s->held)
+			return; /* the client's ReadyForQuery waits for the cache (pg_cache_ready) */
 		if (s->relay_remaining > 0) {
 			size_t n = evbuffer_get_length(in);
 			if (n > s->relay_remaining)
 				n = s->relay_remaining;
 			if (n == 0)
 				return;
+			if (to && !s->relay_drop && c->cache)
+				pg_cache_capture(c, in, n, 0, false);
 			if (to && !s->relay_drop)
 				evbuffer_remove_buffer(in, to, n);
 			else
@@ -437,6 +465,8 @@ static void pg_server_relay(struct pg_server *s, struct evbuffer *in)
 			return; /* small: wait for the whole message */
 		if (n > want)
 			n = want;
+		if (!drop && c->cache)
+			pg_cache_capture(c, in, n, t, true);
 		if (!drop)
 			evbuffer_remove_buffer(in, to, n);
 		else

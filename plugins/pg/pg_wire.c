@@ -15,15 +15,36 @@ uint32_t pg_wire_u32(const unsigned char *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+uint32_t pg_wire_header_at(struct evbuffer *in, size_t off, unsigned char h[5])
+{
+	struct evbuffer_ptr p;
+	evbuffer_ptr_set(in, &p, off, EVBUFFER_PTR_SET);
+	evbuffer_copyout_from(in, &p, h, 5);
+	return pg_wire_u32(h + 1);
+}
+
+bool pg_wire_bind_names(const unsigned char *m, size_t len, const char **portal, const char **stmt)
+{
+	if (len < 5)
+		return false;
+	const char *p = (const char *)m + 5;
+	size_t pl = strnlen(p, len - 5);
+	if (5 + pl + 1 >= len)
+		return false;
+	const char *s = p + pl + 1;
+	if (strnlen(s, len - 5 - pl - 1) >= len - 5 - pl - 1)
+		return false;
+	*portal = p;
+	*stmt = s;
+	return true;
+}
+
 size_t pg_wire_request_end(struct evbuffer *in, const char *ends)
 {
 	size_t off = 0, total = evbuffer_get_length(in);
 	while (off + 5 <= total) {
 		unsigned char h[5];
-		struct evbuffer_ptr p;
-		evbuffer_ptr_set(in, &p, off, EVBUFFER_PTR_SET);
-		evbuffer_copyout_from(in, &p, h, 5);
-		uint32_t len = pg_wire_u32(h + 1);
+		uint32_t len = pg_wire_header_at(in, off, h);
 		if (len < 4 || off + len + 1 > total)
 			return 0;
 		off += (size_t)len + 1;

@@ -1,7 +1,7 @@
 """The cache plugin on its own, against a real Redis: it starts from the `cache` section, reports
 Redis and circuit state at /admin/cache, purges with an answer that says whether the bump is
 durable, masks the Redis password, and rejects a bad rule with the key path. (Serving queries
-from it is the pooler's part, not wired yet.)"""
+from it through the pooler is test_cache_pg.py.)"""
 import json
 import subprocess
 
@@ -35,7 +35,7 @@ def test_cache_plugin_admin_purge_and_metrics(tetherd, redis):
     doc = state()
     assert doc["readable"] is True and doc["redis"]["circuit"] == "closed"
     assert doc["rules"][0]["database"] == "appdb" and doc["rules"][0]["ttl_ms"] == 30000
-    status, _, body = request(url, "POST", "/admin/cache/purge?database=appdb&table=products", body=b"")
+    status, _, body = request(url, "POST", "/admin/cache/purge?database=appdb&table=public.products", body=b"")
     assert status == 200 and json.loads(body)["outcome"] == "durable"
     status, _, body = request(url, "POST", "/admin/cache/purge?all", body=b"")
     assert status == 200 and json.loads(body)["outcome"] == "durable"
@@ -54,7 +54,7 @@ def test_cache_redis_down_then_back(tetherd, redis):
     redis.stop()
     try:
         # an invalidation while Redis is down is queued, and reads bypass until it lands
-        status, _, body = request(url, "POST", "/admin/cache/purge?database=appdb&table=t", body=b"")
+        status, _, body = request(url, "POST", "/admin/cache/purge?database=appdb&table=public.t", body=b"")
         assert status == 200 and json.loads(body)["outcome"] == "queued"
         assert state()["readable"] is False
     finally:
