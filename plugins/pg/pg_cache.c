@@ -1144,6 +1144,23 @@ int pg_cache_ready(struct pg_client *c, struct pg_server *s, uint8_t status)
 	return 0;
 }
 
+bool pg_cache_has_writes(const struct pg_client *c)
+{
+	return c->cache && (c->cache->w_all || c->cache->nw > 0);
+}
+
+static void pg_cache_on_orphan(void *arg, enum cache_inval_outcome outcome)
+{
+}
+
+void pg_cache_orphan_done(struct pg_pool *p)
+{
+	struct cache *cache = cache_instance();
+	struct cache_inval *iv = cache ? cache_invalidate(cache, p->name, NULL, 0, pg_cache_on_orphan, NULL) : NULL;
+	if (iv)
+		cache_invalidate_cancel(iv); /* it still happens; nobody waits for it */
+}
+
 void pg_cache_client_close(struct pg_client *c)
 {
 	struct pg_cache_client *cc = c->cache;
@@ -1165,6 +1182,8 @@ void pg_cache_client_close(struct pg_client *c)
 	}
 	if (cc->inval)
 		cache_invalidate_cancel(cc->inval);
+	else if (!cc->wlearn && (cc->w_all || cc->nw))
+		pg_cache_orphan_done(c->pool); /* a write whose end the client did not wait for */
 	if (cc->held)
 		cc->held->held = false;
 	if (cc->fill && cache)

@@ -48,6 +48,12 @@ void pg_cache_capture_bytes(struct pg_client *c, const void *data, size_t n, uin
  * pg_server_unhold relays the ReadyForQuery once the invalidation is in Redis (or queued). */
 int pg_cache_ready(struct pg_client *c, struct pg_server *s, uint8_t status);
 
+/* Whether the client's statements since its last commit may have written something. */
+bool pg_cache_has_writes(const struct pg_client *c);
+/* A server whose client left while a write ran has answered: that write is over (committed or
+ * not), so everything in the database is invalidated. */
+void pg_cache_orphan_done(struct pg_pool *p);
+
 /* The client is closing: lookups and questions are cancelled, a fill abandoned; invalidations
  * still happen. */
 void pg_cache_client_close(struct pg_client *c);

@@ -48,6 +48,7 @@ void pg_client_close(struct pg_client *c)
 	struct pg *pg = c->pg;
 	enum pg_client_state was = c->state;
 	c->state = PG_CLIENT_CLOSED;
+	bool writes = pg_cache_has_writes(c);
 	pg_cache_client_close(c); /* before its server is released: a held one is let go */
 	if (c->pool) {
 		if (was == PG_CLIENT_WAITING || was == PG_CLIENT_LOGIN)
@@ -84,6 +85,14 @@ void pg_client_close(struct pg_client *c)
 			}
 			if (!ok)
 				pg_server_close(s, "out of memory while resetting");
+		} else if (!quiet && writes && !c->relay_remaining && s->relay_remaining == 0) {
+			/* a write may still commit after the client left: let the server answer, then
+			 * invalidate (pg_server.c) and close it */
+			s->state = PG_SERVER_RESETTING;
+			s->orphan = true;
+			if (s->unsynced &&
+			    (pgproto_put_sync(bufferevent_get_output(s->bev)) != 0 || pg_expect_push(s, PG_EXP_QUERY_DROP, NULL) != 0))
+				pg_server_close(s, "out of memory while draining");
 		} else {
 			pg_pool_release(c->pool, s, quiet);
 		}

@@ -201,6 +201,7 @@ struct pg_server {
 	struct event *timer;
 	uint64_t id;
 	bool held; /* the client's ReadyForQuery waits for the cache's invalidation (pg_cache.c) */
+	bool orphan; /* RESETTING: the client left while a write ran; invalidate once it answers */
 };
 
 enum pg_tls_state { PG_TLS_NONE = 0, PG_TLS_REQUESTED, PG_TLS_HANDSHAKE, PG_TLS_ON, PG_TLS_REFUSED };

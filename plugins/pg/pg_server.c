@@ -269,6 +269,11 @@ static int pg_server_own_done(struct pg_server *s, struct pg_client *c)
 	if (s->state == PG_SERVER_RESETTING) {
 		if (s->pending_sync > 0)
 			return 0;
+		if (s->orphan) {
+			pg_cache_orphan_done(s->pool);
+			pg_server_close(s, "its client left while a write ran; the write has ended");
+			return -1;
+		}
 		if (s->inject_error) {
 			pg_server_close(s, "the reset query failed");
 			return -1;
@@ -365,6 +370,8 @@ static int pg_server_status_msg(struct pg_server *s, struct pg_client *c, struct
 		evbuffer_drain(in, want);
 		s->pool->bytes_out += want;
 		if (own)
+			return pg_server_own_done(s, c);
+		if (!to && s->orphan && s->pending_sync == 0)
 			return pg_server_own_done(s, c);
 		if (!to)
 			return 0;
