@@ -1,0 +1,105 @@
+/* What the pg_cache*.c files share: the pool's statement analyses, a client's cache state, and
+ * the helpers each file offers the others (pg_cache_stmt.c: analyses and names; pg_cache_write.c:
+ * writes and commits; pg_cache.c: lookups, replay, capture). */
+#ifndef TETHER_PG_CACHE_INTERNAL_H
+#define TETHER_PG_CACHE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../cache/cache.h"
+#include "pg_cache.h"
+
+struct pg_catalog_req;
+
+/* Requests larger than this are relayed without a lookup; a Query larger than this is not
+ * analysed either, and counts as a write of everything. */
+#define PG_CACHE_MAX_REQUEST (256 * 1024)
+#define PG_CACHE_MAX_QUERY (1024 * 1024)
+
+/* One analysed statement text (Parse body after the name: text, NUL, parameter types), shared
+ * by the clients of a pool. */
+struct pg_cache_stmt {
+	struct pg_cache_stmt *next;
+	uint64_t hash;
+	uint32_t refs;
+	bool session; /* SET / RESET / set_config / temporary objects */
+	bool own;     /* a simple Query's analysis, not in the registry */
+	struct cache_sql_info info;
+	size_t body_len;
+	size_t types_off; /* offset of the int16 count of parameter types in body */
+	unsigned char body[];
+};
+
+struct pg_cache_pool {
+	struct pg_catalog *cat;
+	struct pg_cache_stmt **b;
+	size_t nb, n;
+};
+
+/* A client's statement ('S' + name) or portal ('P' + name). */
+struct pg_cache_name {
+	struct pg_cache_name *next;
+	struct pg_cache_stmt *st;
+	char key[];
+};
+
+struct pg_cache_client {
+	struct pg_client *c;
+	struct pg_cache_name **names;
+	size_t nb, n;
+	struct pg_cache_stmt *unnamed, *portal; /* the unnamed statement and portal */
+	bool off;                               /* no more caching for this session */
+	bool mid_request;                       /* extended messages forwarded since Sync */
+	bool decided;                           /* the head request was looked at */
+	bool busy;
+	/* the head request's lookup */
+	int rule;
+	int64_t ttl;
+	int attempt;
+	unsigned char key[CACHE_KEY_LEN];
+	size_t req_len;
+	size_t parse_len; /* the request's Parse (remembered on a hit) */
+	bool unnamed_unsent; /* the unnamed statement was answered from the cache: no server has it */
+	struct pg_cache_stmt *req_st;
+	struct cache_lookup *lookup;
+	struct pg_catalog_req *learn;
+	/* a miss being filled from the server's answer */
+	struct cache_fill *fill;
+	int64_t fill_ttl;
+	int fill_rule;
+	struct evbuffer *cap;
+	bool cap_bad, cap_big;
+	/* writes since the last ReadyForQuery outside a transaction */
+	char **w;
+	size_t nw, wcap;
+	bool w_all;
+	struct cache_inval *inval;
+	struct pg_catalog_req *wlearn;
+	bool wlearnt;
+	struct pg_server *held;
+};
+
+
+/* pg_cache_stmt.c */
+bool pg_cache_changes_session(const struct cache_sql_info *info);
+int pg_cache_analyze(const struct pg_client *c, const char *sql, size_t len, struct cache_sql_info *info);
+/* The shared analysis of a Parse body (after the name), with a reference taken; NULL when it is
+ * malformed or memory ran out. */
+struct pg_cache_stmt *pg_cache_stmt_get(struct pg_client *c, const unsigned char *body, size_t len);
+void pg_cache_stmt_unref(struct pg_cache_pool *cp, struct pg_cache_stmt *st);
+/* The client's cache state, made on first need (NULL: no cache, or out of memory). */
+struct pg_cache_client *pg_cache_client(struct pg_client *c);
+/* A client's statement (kind 'S') or portal ('P'); "" is the unnamed one. */
+struct pg_cache_stmt *pg_cache_name_get(struct pg_cache_client *cc, char kind, const char *name);
+int pg_cache_name_put(struct pg_cache_client *cc, char kind, const char *name, struct pg_cache_stmt *st);
+void pg_cache_name_del(struct pg_cache_client *cc, char kind, const char *name);
+/* Every name of `kind` (0: both kinds). */
+void pg_cache_names_clear(struct pg_cache_client *cc, char kind);
+
+/* pg_cache_write.c */
+/* Records what running `info` may change (`session`: it changes settings, caching stops). */
+int pg_cache_track(struct pg_cache_client *cc, const struct cache_sql_info *info, bool session);
+
+#endif

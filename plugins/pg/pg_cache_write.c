@@ -1,0 +1,255 @@
+/* What a client's statements write, collected per transaction, resolved through the catalog
+ * and invalidated before the ReadyForQuery that ends the transaction is relayed; and the end of
+ * a client's cache state. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "pg_cache_internal.h"
+#include "pg_catalog.h"
+#include "pg_internal.h"
+
+/* --- writes --- */
+
+static int pg_cache_write_add(struct pg_cache_client *cc, const char *table)
+{
+	for (size_t i = 0; i < cc->nw; i++)
+		if (strcmp(cc->w[i], table) == 0)
+			return 0;
+	if (cc->nw >= 256) {
+		cc->w_all = true; /* a transaction writing that many tables: everything is simpler */
+		return 0;
+	}
+	if (cc->nw == cc->wcap) {
+		size_t cap = cc->wcap ? cc->wcap * 2 : 4;
+		char **w = realloc(cc->w, cap * sizeof(*w));
+		if (!w)
+			return -1;
+		cc->w = w;
+		cc->wcap = cap;
+	}
+	if (!(cc->w[cc->nw] = strdup(table)))
+		return -1;
+	cc->nw++;
+	return 0;
+}
+
+static void pg_cache_writes_clear(struct pg_cache_client *cc)
+{
+	for (size_t i = 0; i < cc->nw; i++)
+		free(cc->w[i]);
+	cc->nw = 0;
+	cc->w_all = false;
+}
+
+/* What running `info` may change. */
+int pg_cache_track(struct pg_cache_client *cc, const struct cache_sql_info *info, bool session)
+{
+	if (session && !cc->off) {
+		cc->off = true;
+		log_debug(&cc->c->log, "cache: the session changed settings or made temporary objects; its reads "
+				       "are no longer cached");
+	}
+	if (info->invalidate_all || info->ddl) {
+		cc->w_all = true; /* DDL: every tether must forget what it learnt of the schema */
+		return 0;
+	}
+	for (size_t i = 0; i < info->writes.n; i++)
+		if (pg_cache_write_add(cc, info->writes.v[i]) != 0)
+			return -1;
+	return 0;
+}
+
+
+/* --- commits --- */
+
+static void pg_cache_on_invalidated(void *arg, enum cache_inval_outcome outcome)
+{
+	struct pg_cache_client *cc = arg;
+	cc->inval = NULL;
+	struct pg_server *s = cc->held;
+	cc->held = NULL;
+	if (outcome == CACHE_INVAL_QUEUED)
+		log_info(&cc->c->log, "cache: Redis is unreachable; the invalidation is queued and this tether's "
+				      "reads bypass the cache until it lands");
+	if (s)
+		pg_server_unhold(s);
+}
+
+static int pg_cache_invalidate(struct pg_cache_client *cc);
+
+static void pg_cache_on_wlearnt(void *arg, bool ok)
+{
+	struct pg_cache_client *cc = arg;
+	cc->wlearn = NULL;
+	cc->wlearnt = true;
+	if (!ok)
+		cc->w_all = true;
+	if (pg_cache_invalidate(cc) == 0 && cc->held) {
+		struct pg_server *s = cc->held;
+		cc->held = NULL;
+		pg_server_unhold(s);
+	}
+}
+
+/* Resolves the client's written tables (learning what is missing) and invalidates. 1: an
+ * answer is awaited (the ReadyForQuery is relayed when it comes); 0: done, relay it now. */
+static int pg_cache_invalidate(struct pg_cache_client *cc)
+{
+	struct pg_client *c = cc->c;
+	struct cache *cache = cache_instance();
+	struct pg_catalog *cat = c->pool->cache->cat;
+	const char *sp = pg_params_get(&c->gucs, "search_path");
+	char **tables = NULL, **missing = NULL;
+	size_t nt = 0, nm = 0, cap = 0;
+	bool all = cc->w_all;
+	if (!all) {
+		missing = calloc(cc->nw ? cc->nw : 1, sizeof(char *));
+		all = !missing;
+	}
+	for (size_t i = 0; !all && i < cc->nw; i++) {
+		const struct pg_catalog_deps *d = pg_catalog_get(cat, sp, cc->w[i]);
+		if (!d) {
+			missing[nm++] = cc->w[i];
+			continue;
+		}
+		if (d->write_all) {
+			all = true;
+			break;
+		}
+		for (size_t k = 0; k < d->nwrites; k++) {
+			if (nt == cap) {
+				cap = cap ? cap * 2 : 8;
+				char **t = realloc(tables, cap * sizeof(*t));
+				if (!t) {
+					all = true;
+					break;
+				}
+				tables = t;
+			}
+			tables[nt++] = d->writes[k];
+		}
+	}
+	if (!all && nm) {
+		if (!cc->wlearnt)
+			cc->wlearn = pg_catalog_learn(cat, sp, missing, nm, pg_cache_on_wlearnt, cc);
+		if (cc->wlearn) {
+			free(missing);
+			free(tables);
+			return 1;
+		}
+		all = true; /* the catalog cannot say: more, never less */
+	}
+	free(missing);
+	if (all)
+		pg_catalog_forget(cat);
+	if (all || nt)
+		cc->inval = all ? cache_invalidate(cache, c->pool->name, NULL, 0, pg_cache_on_invalidated, cc)
+				: cache_invalidate(cache, c->pool->name, (const char *const *)tables, nt,
+						   pg_cache_on_invalidated, cc);
+	free(tables);
+	/* the names are copied by cache_invalidate; later writes accumulate from here (writes of
+	 * requests still in flight are kept: they are invalidated again when they end) */
+	struct pg_server *s = cc->held;
+	if (!s || (s->pending_sync == 0 && s->exp_n == 0))
+		pg_cache_writes_clear(cc);
+	/* NULL: recorded as pending (fail closed) or nothing to do: relay at once */
+	return cc->inval ? 1 : 0;
+}
+
+int pg_cache_ready(struct pg_client *c, struct pg_server *s, uint8_t status)
+{
+	struct pg_cache_client *cc = c->cache;
+	struct cache *cache = cache_instance();
+	if (!cc || !cache)
+		return 0;
+	if (cc->fill) {
+		if (status == 'I' && !cc->cap_bad && cc->cap) {
+			size_t n = evbuffer_get_length(cc->cap);
+			const unsigned char *data = evbuffer_pullup(cc->cap, -1);
+			if (data || n == 0)
+				cache_store(cache, cc->fill, data ? data : (const unsigned char *)"", n, cc->fill_ttl);
+			else
+				cache_fill_abandon(cache, cc->fill);
+		} else {
+			if (cc->cap_big)
+				cache_count_bypass(cache, cc->fill_rule, CACHE_BYPASS_TOO_LARGE);
+			cache_fill_abandon(cache, cc->fill);
+		}
+		cc->fill = NULL;
+		if (cc->cap)
+			evbuffer_free(cc->cap);
+		cc->cap = NULL;
+	}
+	if (status != 'I' || (!cc->w_all && cc->nw == 0) || cc->inval || cc->wlearn)
+		return 0;
+	cc->held = s;
+	s->held = true;
+	cc->wlearnt = false;
+	if (pg_cache_invalidate(cc) == 1)
+		return 1;
+	cc->held = NULL;
+	s->held = false;
+	return 0;
+}
+
+bool pg_cache_has_writes(const struct pg_client *c)
+{
+	return c->cache && (c->cache->w_all || c->cache->nw > 0);
+}
+
+static void pg_cache_on_orphan(void *arg, enum cache_inval_outcome outcome)
+{
+}
+
+void pg_cache_orphan_done(struct pg_pool *p)
+{
+	struct cache *cache = cache_instance();
+	struct cache_inval *iv = cache ? cache_invalidate(cache, p->name, NULL, 0, pg_cache_on_orphan, NULL) : NULL;
+	if (iv)
+		cache_invalidate_cancel(iv); /* it still happens; nobody waits for it */
+}
+
+void pg_cache_client_close(struct pg_client *c)
+{
+	struct pg_cache_client *cc = c->cache;
+	if (!cc)
+		return;
+	struct cache *cache = cache_instance();
+	if (cc->lookup)
+		cache_lookup_cancel(cc->lookup);
+	if (cc->learn)
+		pg_catalog_cancel(cc->learn);
+	if (cc->wlearn) {
+		/* the commit happened: invalidate everything without waiting for the catalog */
+		pg_catalog_cancel(cc->wlearn);
+		cc->wlearn = NULL;
+		struct cache_inval *iv = cache ? cache_invalidate(cache, c->pool->name, NULL, 0, pg_cache_on_invalidated, cc)
+					       : NULL;
+		if (iv)
+			cache_invalidate_cancel(iv);
+	}
+	if (cc->inval)
+		cache_invalidate_cancel(cc->inval);
+	else if (!cc->wlearn && (cc->w_all || cc->nw))
+		pg_cache_orphan_done(c->pool); /* a write whose end the client did not wait for */
+	if (cc->held)
+		cc->held->held = false;
+	if (cc->fill && cache)
+		cache_fill_abandon(cache, cc->fill);
+	if (cc->cap)
+		evbuffer_free(cc->cap);
+	struct pg_cache_pool *cp = c->pool->cache;
+	pg_cache_names_clear(cc, 0);
+	pg_cache_stmt_unref(cp, cc->unnamed);
+	pg_cache_stmt_unref(cp, cc->portal);
+	pg_cache_stmt_unref(cp, cc->req_st);
+	pg_cache_writes_clear(cc);
+	free(cc->w);
+	free(cc->names);
+	free(cc);
+	c->cache = NULL;
+}
+
