@@ -157,11 +157,7 @@ void pg_maybe_drained(struct pg *pg)
 			return;
 	/* and every answer is written (a COMMIT's ReadyForQuery must not die in a buffer) */
 	for (struct pg_client *c = pg->clients; c; c = c->all_next) {
-		if (!c->bev)
-			continue;
-		struct bufferevent *u = bufferevent_get_underlying(c->bev);
-		if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 ||
-		    (u && evbuffer_get_length(bufferevent_get_output(u)) > 0))
+		if (pg_io_unsent(&c->out) > 0)
 			return;
 	}
 	if (pg->lingering)
@@ -177,7 +173,8 @@ static void pg_drain(void *inst, void (*done)(void *arg), void *arg)
 	pg->draining = true;
 	pg->drain_done = done;
 	pg->drain_arg = arg;
-	/* clients' write callbacks fire once their output is empty: the drain can end then */
+	/* clients' write callbacks fire once their output is empty: the drain can end then (a bare
+	 * socket's fire on every write while it is below PG_RELAY_LOW) */
 	for (struct pg_client *c = pg->clients; c; c = c->all_next)
 		if (c->bev)
 			bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);

@@ -46,7 +46,7 @@ static bool pg_admin_allowed(struct pg_client *c)
 		return false;
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
-	if (getsockopt(bufferevent_getfd(c->bev), SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0)
+	if (getsockopt(pg_client_fd(c), SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0)
 		return false;
 	return cr.uid == 0 || cr.uid == geteuid();
 }
@@ -216,7 +216,7 @@ static void pg_admin_answer(struct pg_client *c, int rc)
 {
 	if (c->state == PG_CLIENT_CLOSED)
 		return;
-	if (rc != 0 || pgproto_put_ready_for_query(bufferevent_get_output(c->bev), 'I') != 0)
+	if (rc != 0 || pgproto_put_ready_for_query(pg_client_output(c), 'I') != 0)
 		pg_client_close(c);
 }
 
@@ -224,12 +224,12 @@ static void pg_admin_answer(struct pg_client *c, int rc)
  * skipped through the next Sync, then ReadyForQuery. Returns 1 while the Sync is still to come. */
 static int pg_admin_reject_extended(struct pg_client *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = pg_client_input(c);
 	size_t end = pg_wire_request_end(in, "S");
 	if (!end)
 		return 1;
 	evbuffer_drain(in, end);
-	pg_admin_answer(c, pg_admin_error(bufferevent_get_output(c->bev), "0A000",
+	pg_admin_answer(c, pg_admin_error(pg_client_output(c), "0A000",
 					  "tether's admin database speaks the simple query protocol "
 					  "only (psql -c, or a driver's simple mode)"));
 	return 0;
@@ -240,7 +240,7 @@ static void pg_admin_process(struct pg_client *c)
 {
 	if (c->state == PG_CLIENT_CLOSED || (c->wait_timer && evtimer_pending(c->wait_timer, NULL)))
 		return;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = pg_client_input(c);
 	if (evbuffer_get_length(in) > PG_ADMIN_MAX_INPUT) {
 		pg_client_fail(c, "54000", "more than %d bytes of admin commands queued", PG_ADMIN_MAX_INPUT);
 		return;
@@ -277,7 +277,7 @@ static void pg_admin_process(struct pg_client *c)
 			if (evbuffer_get_length(in) < (size_t)len + 1)
 				return;
 			evbuffer_drain(in, (size_t)len + 1);
-			pg_admin_answer(c, pg_admin_error(bufferevent_get_output(c->bev), "0A000",
+			pg_admin_answer(c, pg_admin_error(pg_client_output(c), "0A000",
 							  "tether's admin database has no functions to call"));
 			continue;
 		case 'Q':
@@ -303,7 +303,7 @@ static void pg_admin_process(struct pg_client *c)
 			return; /* the Query stays at the head; the wait timer runs it again */
 		}
 		evbuffer_drain(in, (size_t)len + 1);
-		if (rc == 0 && evbuffer_add_buffer(bufferevent_get_output(c->bev), res) != 0)
+		if (rc == 0 && evbuffer_add_buffer(pg_client_output(c), res) != 0)
 			rc = -1;
 		if (res)
 			evbuffer_free(res);
@@ -311,12 +311,12 @@ static void pg_admin_process(struct pg_client *c)
 	}
 }
 
-static void pg_admin_on_read(struct bufferevent *bev, void *arg)
+static void pg_admin_on_read(void *arg)
 {
 	pg_admin_process(arg);
 }
 
-static void pg_admin_on_event(struct bufferevent *bev, short what, void *arg)
+static void pg_admin_on_event(void *arg, short what)
 {
 	struct pg_client *c = arg;
 	log_debug(&c->log, "admin client went away");
@@ -351,7 +351,7 @@ void pg_admin_login(struct pg_client *c)
 		"session_authorization", c->user, "application_name", c->application_name ? c->application_name : "",
 		NULL,
 	};
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = pg_client_output(c);
 	int rc = pgproto_put_auth_ok(out);
 	for (size_t i = 0; rc == 0 && params[i]; i += 2)
 		rc = pgproto_put_parameter_status(out, params[i], params[i + 1]);
@@ -370,7 +370,8 @@ void pg_admin_login(struct pg_client *c)
 	}
 	c->state = PG_CLIENT_IDLE;
 	c->wait_start.tv_sec = 0;
-	bufferevent_setcb(c->bev, pg_admin_on_read, NULL, pg_admin_on_event, c);
+	static const struct pg_io_cbs cbs = { pg_admin_on_read, NULL, pg_admin_on_event, pg_client_io_idle };
+	pg_io_setcb(&c->out, &cbs, c);
 	log_info(&c->log, "admin client logged in as %s%s", c->user, c->unix_socket ? " (unix socket)" : "");
 	pg_admin_process(c);
 }

@@ -170,7 +170,7 @@ static void pg_admin_peer(const struct pg_client *c, char *addr, size_t len, int
 	socklen_t sl = sizeof(ss);
 	snprintf(addr, len, "unix");
 	*port = c->pg->conf->port;
-	if (!c->bev || getpeername(bufferevent_getfd(c->bev), (struct sockaddr *)&ss, &sl) != 0)
+	if (!pg_client_connected(c) || getpeername(pg_client_fd(c), (struct sockaddr *)&ss, &sl) != 0)
 		return;
 	if (ss.ss_family == AF_INET) {
 		const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;

@@ -320,7 +320,7 @@ static void pg_cache_on_result(void *arg, const struct cache_result *res)
 	}
 	cache_rule_result(cache, cc->rule, res->kind);
 	if (res->kind == CACHE_HIT) {
-		struct evbuffer *in = bufferevent_get_input(c->bev), *out = bufferevent_get_output(c->bev);
+		struct evbuffer *in = pg_client_input(c), *out = pg_client_output(c);
 		const unsigned char *m = pg_cache_pull(in, cc->req_len);
 		if (m && m[0] == 'P' && cc->req_st) {
 			/* what the client prepared must be there for its next Bind: a named statement
@@ -476,7 +476,7 @@ int pg_cache_before(struct pg_client *c)
 		return 0;
 	if (cc->decided || cc->mid_request || cc->fill)
 		return 0;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = pg_client_input(c);
 	if (evbuffer_get_length(in) < 5)
 		return 0;
 	unsigned char h[5];

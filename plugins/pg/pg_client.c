@@ -29,14 +29,11 @@ void pg_client_free(struct pg_client *c)
 		scram_server_deinit(c->scram);
 		free(c->scram);
 	}
-	pg_out_detach(&c->out);
-	if (c->bev)
-		bufferevent_free(c->bev);
+	pg_io_close(&c->out);
+	c->bev = NULL;
 	if (c->wait_timer)
 		event_free(c->wait_timer);
-	free(c->user);
-	free(c->database);
-	free(c->application_name);
+	free(c->user); /* (database and application_name are in the same allocation) */
 	pg_params_clear(&c->gucs);
 	free(c);
 }
@@ -97,11 +94,8 @@ void pg_client_close(struct pg_client *c)
 			pg_pool_release(c->pool, s, quiet);
 		}
 	}
-	if (c->bev) {
-		pg_out_detach(&c->out);
-		bufferevent_free(c->bev);
-		c->bev = NULL;
-	}
+	pg_io_close(&c->out);
+	c->bev = NULL;
 	pg->nclients--;
 	if (c->all_prev)
 		c->all_prev->all_next = c->all_next;
@@ -118,7 +112,7 @@ void pg_client_close(struct pg_client *c)
 /* Sends an ErrorResponse and closes after it is written. */
 void pg_client_fail(struct pg_client *c, const char *sqlstate, const char *fmt, ...)
 {
-	if (c->state == PG_CLIENT_CLOSED || !c->bev)
+	if (c->state == PG_CLIENT_CLOSED || !pg_client_connected(c))
 		return;
 	char msg[512];
 	va_list ap;
@@ -128,17 +122,19 @@ void pg_client_fail(struct pg_client *c, const char *sqlstate, const char *fmt, 
 	log_info(&c->log, "refusing client: %s", msg);
 	metrics_add(metrics_series(c->pg->m_errors, c->pool ? c->pool->name : "", sqlstate), 1);
 	/* the connection lingers until the error is written (through TLS if need be) */
-	pg_wire_error(bufferevent_get_output(c->bev), "FATAL", sqlstate, "%s", msg);
-	struct bufferevent *bev = c->bev;
-	pg_out_detach(&c->out);
+	struct evbuffer *out = pg_client_output(c);
+	if (out)
+		pg_wire_error(out, "FATAL", sqlstate, "%s", msg);
+	struct bufferevent *bev = pg_io_bufferevent(&c->out);
 	c->bev = NULL;
 	pg_client_close(c);
-	pg_tls_linger(c->pg, bev);
+	if (bev)
+		pg_tls_linger(c->pg, bev);
 }
 
 void pg_client_login_done(struct pg_client *c)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = pg_client_output(c);
 	struct pg_pool *p = c->pool;
 	int rc = pgproto_put_auth_ok(out);
 	for (uint32_t i = 0; rc == 0 && i < p->params.n; i++) {
@@ -164,13 +160,13 @@ void pg_client_login_done(struct pg_client *c)
  * not complete in the buffer (the caller closes the connection instead). */
 static int pg_client_reject_request(struct pg_client *c, const char *sqlstate, const char *msg)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = pg_client_input(c);
 	size_t end = pg_wire_request_end(in, "QS");
 	if (!end)
 		return -1;
 	evbuffer_drain(in, end);
 	pg_cache_request_done(c);
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = pg_client_output(c);
 	if (pgproto_put_error(out, "ERROR", sqlstate, msg) != 0 || pgproto_put_ready_for_query(out, 'I') != 0)
 		return -1;
 	c->state = PG_CLIENT_IDLE;
@@ -200,7 +196,7 @@ void pg_client_process(struct pg_client *c)
 	if (c->state == PG_CLIENT_CLOSED || c->state == PG_CLIENT_STARTUP || c->state == PG_CLIENT_LOGIN ||
 	    c->state == PG_CLIENT_WAITING || pg_cache_busy(c))
 		return;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = pg_client_input(c);
 	struct pg_server *s = c->server;
 	bool cache = c->pool && c->pool->cache;
 	if (cache && !c->relay_remaining && pg_cache_before(c) != 0)
@@ -373,14 +369,16 @@ void pg_client_server_gone(struct pg_client *c, const char *why)
 
 static void pg_client_auth_begin(struct pg_client *c);
 static void pg_client_authenticated(struct pg_client *c);
-static void pg_client_on_read(struct bufferevent *bev, void *arg);
-static void pg_client_on_write(struct bufferevent *bev, void *arg);
-static void pg_client_on_event(struct bufferevent *bev, short what, void *arg);
+static void pg_client_on_read(void *arg);
+static void pg_client_on_write(void *arg);
+static void pg_client_on_event(void *arg, short what);
+static const struct pg_io_cbs pg_client_cbs = { pg_client_on_read, pg_client_on_write, pg_client_on_event,
+						 pg_client_io_idle };
 
 /* The startup packet: SSLRequest / GSSENCRequest get 'N', CancelRequest, or StartupMessage. */
 static void pg_client_startup(struct pg_client *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = pg_client_input(c);
 	while (c->state == PG_CLIENT_STARTUP && evbuffer_get_length(in) >= 8) {
 		unsigned char h[8];
 		evbuffer_copyout(in, h, 8);
@@ -406,21 +404,17 @@ static void pg_client_startup(struct pg_client *c)
 				pg_client_fail(c, "08P01", "data after SSLRequest before the TLS handshake");
 				return;
 			}
-			pg_out_detach(&c->out); /* TLS writes go through libevent's filter */
-			bufferevent_enable(c->bev, EV_WRITE);
-			if (bufferevent_write(c->bev, "S", 1) != 0 || pg_tls_client_start(c) != 0) {
+			if (pg_tls_client_start(c) != 0) /* 'S' first, then the handshake */
 				pg_client_close(c);
-				return;
-			}
-			bufferevent_setcb(c->bev, pg_client_on_read, pg_client_on_write, pg_client_on_event, c);
-			bufferevent_setwatermark(c->bev, EV_WRITE, PG_RELAY_LOW, 0);
-			bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-			pg_out_attach(c->pg, &c->out, c->bev, false);
 			return;
 		}
 		if (st.kind == STARTUP_KIND_SSL || st.kind == STARTUP_KIND_GSSENC) {
 			startup_deinit(&st);
-			bufferevent_write(c->bev, "N", 1);
+			struct evbuffer *out = pg_client_output(c);
+			if (!out || evbuffer_add(out, "N", 1) != 0) {
+				pg_client_close(c);
+				return;
+			}
 			continue;
 		}
 		if (st.kind == STARTUP_KIND_CANCEL) {
@@ -429,9 +423,16 @@ static void pg_client_startup(struct pg_client *c)
 			pg_client_close(c);
 			return;
 		}
-		c->user = strdup(st.user);
-		c->database = strdup(st.database);
-		c->application_name = st.application_name ? strdup(st.application_name) : NULL;
+		/* one allocation for the three names an idle client keeps */
+		size_t ul = strlen(st.user) + 1, dl = strlen(st.database) + 1;
+		size_t al = st.application_name ? strlen(st.application_name) + 1 : 0;
+		c->user = malloc(ul + dl + al);
+		if (c->user) {
+			memcpy(c->user, st.user, ul);
+			c->database = memcpy(c->user + ul, st.database, dl);
+			if (st.application_name)
+				c->application_name = memcpy(c->user + ul + dl, st.application_name, al);
+		}
 		char err[160];
 		rc = pg_guc_startup(c, &st, err, sizeof(err));
 		if (rc == 0 && (st.minor != 0 || st.n_proto_opts > 0)) {
@@ -440,7 +441,7 @@ static void pg_client_startup(struct pg_client *c)
 			size_t n = 0;
 			for (; n < st.n_proto_opts && n < 64; n++)
 				names[n] = st.proto_opts[n].key;
-			if (pgproto_put_negotiate_protocol_version(bufferevent_get_output(c->bev), 0, names, n) != 0)
+			if (pgproto_put_negotiate_protocol_version(pg_client_output(c), 0, names, n) != 0)
 				snprintf(err, sizeof(err), "out of memory"), rc = -1;
 		}
 		startup_deinit(&st);
@@ -501,7 +502,7 @@ static void pg_client_auth_begin(struct pg_client *c)
 {
 	const struct pg_conf_auth *ac = &c->pg->conf->auth;
 	int method = c->unix_socket ? ac->unix_method : ac->method;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = pg_client_output(c);
 	if (method == PG_AUTH_TRUST) {
 		pg_client_authenticated(c);
 		return;
@@ -543,8 +544,8 @@ static void pg_client_auth_begin(struct pg_client *c)
 /* PasswordMessage / SASLInitialResponse / SASLResponse during authentication. */
 static void pg_client_auth_read(struct pg_client *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *in = pg_client_input(c);
+	struct evbuffer *out = pg_client_output(c);
 	while (c->state == PG_CLIENT_AUTH && evbuffer_get_length(in) >= 5) {
 		unsigned char h[5];
 		evbuffer_copyout(in, h, 5);
@@ -609,7 +610,7 @@ static void pg_client_auth_read(struct pg_client *c)
 	}
 }
 
-static void pg_client_on_read(struct bufferevent *bev, void *arg)
+static void pg_client_on_read(void *arg)
 {
 	struct pg_client *c = arg;
 	if (c->state == PG_CLIENT_STARTUP)
@@ -621,7 +622,7 @@ static void pg_client_on_read(struct bufferevent *bev, void *arg)
 }
 
 /* The client took what the server sent: let the server's data flow again. */
-static void pg_client_on_write(struct bufferevent *bev, void *arg)
+static void pg_client_on_write(void *arg)
 {
 	struct pg_client *c = arg;
 	struct pg_server *s = c->server;
@@ -634,19 +635,28 @@ static void pg_client_on_write(struct bufferevent *bev, void *arg)
 		pg_maybe_drained(c->pg);
 }
 
-static void pg_client_on_event(struct bufferevent *bev, short what, void *arg)
+static void pg_client_on_event(void *arg, short what)
 {
 	struct pg_client *c = arg;
 	if (what & BEV_EVENT_CONNECTED)
 		return; /* the TLS handshake finished */
-	if (c->tls && (what & BEV_EVENT_ERROR)) {
+	if (c->tls && c->bev && (what & BEV_EVENT_ERROR)) {
 		char why[256];
-		pg_tls_error(bev, why, sizeof(why));
+		pg_tls_error(c->bev, why, sizeof(why));
 		log_info(&c->log, "client TLS: %s", why);
 	} else {
 		log_debug(&c->log, "client went away");
 	}
 	pg_client_close(c);
+}
+
+/* A bare socket's empty buffers go while nothing is under way (a client waiting for a server,
+ * a cache lookup or an admin PAUSE keeps them, so that their answers find them). */
+bool pg_client_io_idle(void *arg)
+{
+	struct pg_client *c = arg;
+	return c->state == PG_CLIENT_IDLE && !c->server && !c->relay_remaining && !pg_cache_busy(c) &&
+	       !(c->wait_timer && evtimer_pending(c->wait_timer, NULL));
 }
 
 void pg_client_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen, void *arg)
@@ -685,20 +695,12 @@ void pg_client_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen, 
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
-	c->bev = bufferevent_socket_new(core_base(pg->core), fd, BEV_OPT_CLOSE_ON_FREE);
 	pg->nclients++;
 	c->all_next = pg->clients;
 	if (pg->clients)
 		pg->clients->all_prev = c;
 	pg->clients = c;
-	if (!c->bev) {
-		if (!c->bev)
-			evutil_closesocket(fd);
-		pg_client_close(c);
-		return;
-	}
-	bufferevent_setcb(c->bev, pg_client_on_read, pg_client_on_write, pg_client_on_event, c);
-	bufferevent_setwatermark(c->bev, EV_WRITE, PG_RELAY_LOW, 0);
-	bufferevent_enable(c->bev, EV_READ);
-	pg_out_attach(pg, &c->out, c->bev, true);
+	/* a bare socket (no bufferevent) until an SSLRequest asks for TLS */
+	if (pg_io_attach_fd(pg, &c->out, fd, &pg_client_cbs, c) != 0)
+		pg_client_close(c); /* (the socket is closed already) */
 }

@@ -438,7 +438,7 @@ int pg_extended_idle_query(struct pg_client *c, struct evbuffer *in, uint32_t le
 		return 0; /* a name the client never prepared: the server gives the real error */
 	evbuffer_drain(in, total);
 	c->pool->queries++;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = pg_client_output(c);
 	if (pgproto_put_command_complete(out, kind == PG_EXT_SQL_DEALLOCATE ? "DEALLOCATE" : "DEALLOCATE ALL") != 0 ||
 	    pgproto_put_ready_for_query(out, 'I') != 0)
 		return -1;

@@ -29,7 +29,7 @@ struct pg_linger;
 /* Name/value pairs: parameters a server reported with ParameterStatus, settings a client asked
  * for, settings tether applied to a server. */
 struct pg_param {
-	char *name;
+	char *name;  /* one allocation with the value (pg_params_set) */
 	char *value;
 };
 struct pg_params {
@@ -54,13 +54,31 @@ struct pg_expect {
 	struct pg_stmt *stmt; /* PARSE and PARSE_DROP: forgotten if the server refuses it */
 };
 
-/* A connection's output written directly (pg_out.c). */
+/* What a bare socket (or a bufferevent set up with pg_io_setcb) tells its connection. */
+struct pg_io_cbs {
+	void (*read)(void *arg);              /* bytes were added to the input */
+	void (*write)(void *arg);             /* the output went down to PG_RELAY_LOW (or empty) */
+	void (*event)(void *arg, short what); /* BEV_EVENT_* as a bufferevent reports them */
+	bool (*idle)(void *arg);              /* bare: may its empty buffers be freed now? */
+};
+
+/* A connection's socket I/O (pg_out.c). Servers and TLS clients: a bufferevent, written
+ * directly when plain. Plain client sockets ("bare"): just the fd and one event, with input and
+ * output evbuffers that exist only while bytes are in them or the connection is busy, so an
+ * idle client costs no buffers at all. */
 struct pg_out {
 	struct pg_out *next, *prev; /* on pg->dirty while bytes wait for the flush */
 	struct pg *pg;
-	struct bufferevent *bev;
-	struct event *rev; /* direct reads: our read event (the bufferevent's is off) */
-	bool dirty, direct, rd_on;
+	struct bufferevent *bev;    /* NULL for a bare socket */
+	struct event *rev;          /* bev: our read event (the bufferevent's is off); bare: the
+				       socket's one event, EV_READ and/or EV_WRITE */
+	struct evbuffer *in, *outb; /* bare: made on first need (pg_io_input / pg_io_output) */
+	const struct pg_io_cbs *cbs;
+	void *arg;
+	evutil_socket_t fd; /* bare; -1 once closed */
+	bool dirty, direct, rd_on, wr_on;
+	bool bare;     /* no bufferevent: fd, rev, in and outb are the connection */
+	uint8_t armed; /* bare: the EV_READ / EV_WRITE the event is added with */
 };
 
 enum pg_client_state {
@@ -141,34 +159,35 @@ struct pg_pool {
 	struct pg_cache_pool *cache;    /* pg_cache.c; NULL without a `cache` section */
 };
 
+/* Ordered to leave no holes: an idle client is this, one event and its strings. */
 struct pg_client {
 	struct pg_client *next;     /* on a pool's wait or login list, or the dead list */
 	struct pg_client *all_next, *all_prev;
 	struct pg *pg;
 	struct pg_pool *pool;
-	struct bufferevent *bev;
+	struct bufferevent *bev; /* TLS clients only (the filter); plain ones are bare sockets */
 	struct log_src log;
-	enum pg_client_state state;
 	struct pg_server *server;
-	char *user;
+	char *user;             /* user, database and application_name share one allocation */
 	char *database;
 	char *application_name;
-	int32_t cancel_pid, cancel_key;
 	struct timespec wait_start;
 	struct event *wait_timer;
-	bool unix_socket;
-	int auth_step; /* 0: waiting for the first password message, 1: SCRAM client-final */
 	struct scram_server *scram; /* while a SCRAM exchange runs */
-	uint8_t md5_salt[4];
-	bool in_tx; /* last ReadyForQuery said T or E */
-	bool listening; /* ran LISTEN in transaction mode: keeps its server */
-	bool tls;       /* SSLRequest accepted: bev is a TLS filter */
 	struct pg_out out;
 	size_t relay_remaining; /* bytes of a large message still to forward */
 	uint64_t id;
 	struct pg_params gucs;       /* settings asked for at startup or since reported */
 	struct pg_stmt_map stmts;    /* transaction mode: its statement names */
 	struct pg_cache_client *cache; /* pg_cache.c, made on first need when the pool caches */
+	enum pg_client_state state;
+	int32_t cancel_pid, cancel_key;
+	uint8_t md5_salt[4];
+	uint8_t auth_step; /* 0: waiting for the first password message, 1: SCRAM client-final */
+	bool unix_socket;
+	bool in_tx; /* last ReadyForQuery said T or E */
+	bool listening; /* ran LISTEN in transaction mode: keeps its server */
+	bool tls;       /* SSLRequest accepted: bev is a TLS filter */
 };
 
 struct pg_server {
@@ -210,7 +229,8 @@ enum pg_tls_state { PG_TLS_NONE = 0, PG_TLS_REQUESTED, PG_TLS_HANDSHAKE, PG_TLS_
 int pg_out_start(struct pg *pg);
 void pg_out_stop(struct pg *pg);
 /* Plain sockets: direct writes, EV_WRITE only when full. Call again after a TLS wrap (which
- * must detach first): TLS filters keep EV_WRITE on. */
+ * must detach first): TLS filters keep EV_WRITE on. With callbacks set (pg_io_setcb) the
+ * bufferevent's are pointed at them. */
 void pg_out_attach(struct pg *pg, struct pg_out *o, struct bufferevent *bev, bool direct);
 void pg_out_detach(struct pg_out *o);
 /* From the write callback: output empty, EV_WRITE off again. */
@@ -218,12 +238,51 @@ void pg_out_written(struct pg_out *o);
 /* Reading on or off (back-pressure), whichever path reads the connection. */
 void pg_io_read_set(struct pg_out *o, bool on);
 bool pg_io_read_on(const struct pg_out *o);
+/* A bare socket: `o` owns `fd` from now on (closed by pg_io_close, also on failure); reading. */
+int pg_io_attach_fd(struct pg *pg, struct pg_out *o, evutil_socket_t fd, const struct pg_io_cbs *cbs, void *arg);
+/* The callbacks of a bare socket or of the bufferevent attached with pg_out_attach. */
+void pg_io_setcb(struct pg_out *o, const struct pg_io_cbs *cbs, void *arg);
+/* The connection's input and output buffers, made on first need for a bare socket; NULL once
+ * closed (or when a bare socket's buffer cannot be allocated). */
+struct evbuffer *pg_io_input(struct pg_out *o);
+struct evbuffer *pg_io_output(struct pg_out *o);
+/* Bytes queued and not yet written (a TLS filter's underlying buffer too); makes nothing. */
+size_t pg_io_unsent(const struct pg_out *o);
+bool pg_io_open(const struct pg_out *o);
+evutil_socket_t pg_io_fd(const struct pg_out *o);
+/* Takes the connection away from `o` as a bufferevent holding the output still queued (a bare
+ * socket becomes one; its unread input is dropped); NULL when closed or out of memory (the
+ * socket is closed then). */
+struct bufferevent *pg_io_bufferevent(struct pg_out *o);
+/* Detaches and frees the bufferevent or bare socket with its buffers. */
+void pg_io_close(struct pg_out *o);
+
+/* The client's buffers and socket, whichever I/O it uses (bare socket or TLS bufferevent):
+ * protocol code calls these instead of bufferevent_get_input/output(c->bev), bufferevent_getfd
+ * and `c->bev != NULL`. */
+static inline struct evbuffer *pg_client_input(struct pg_client *c)
+{
+	return pg_io_input(&c->out);
+}
+static inline struct evbuffer *pg_client_output(struct pg_client *c)
+{
+	return pg_io_output(&c->out);
+}
+static inline bool pg_client_connected(const struct pg_client *c)
+{
+	return pg_io_open(&c->out);
+}
+static inline evutil_socket_t pg_client_fd(const struct pg_client *c)
+{
+	return pg_io_fd(&c->out);
+}
 
 /* pg_tls.c */
 int pg_tls_init(struct pg *pg, char *err, size_t errlen);
 void pg_tls_free(struct pg *pg);
 bool pg_tls_client_offered(const struct pg *pg);
-/* After 'S' was queued: the client's bev becomes a TLS filter (callbacks to set again). */
+/* Answers an SSLRequest with 'S' and puts a TLS filter over the client's socket: c->bev from
+ * then on, with the client's pg_io_cbs. On failure the caller closes the client. */
 int pg_tls_client_start(struct pg_client *c);
 /* After the server's 'S': the server's bev becomes a TLS filter (callbacks to set again). */
 int pg_tls_server_start(struct pg_server *s);
@@ -329,6 +388,8 @@ void pg_client_server_data(struct pg_client *c, struct evbuffer *data);
 void pg_client_server_gone(struct pg_client *c, const char *why);
 void pg_client_free(struct pg_client *c);
 void pg_client_process(struct pg_client *c);
+/* pg_io_cbs.idle for clients: nothing under way that an answer will be written for. */
+bool pg_client_io_idle(void *arg);
 
 void pg_maybe_drained(struct pg *pg);
 

@@ -1,8 +1,10 @@
 /* Plain-socket I/O for clients and servers with fewer system calls than libevent's bufferevent:
  * output is written directly once the callbacks of this loop pass have queued their bytes, and
  * EV_WRITE is armed only while the kernel buffer is full (as daemon/http_server.c does); input is
- * read with one read call, without the FIONREAD ioctl libevent makes before every read. TLS
- * connections keep libevent's own paths. */
+ * read with one read call, without the FIONREAD ioctl libevent makes before every read. Plain
+ * client sockets have no bufferevent at all ("bare": an fd, one event, and evbuffers only while
+ * the client is busy), which is most of what an idle client costs otherwise. TLS connections
+ * keep libevent's own paths. */
 #include <errno.h>
 #include <unistd.h>
 
@@ -28,8 +30,15 @@ static void pg_out_unlink(struct pg_out *o)
 
 /* Writes what it can now; arms EV_WRITE for the rest. When everything went, the write callback
  * runs as libevent would have run it (it resumes a peer paused by back-pressure). */
+static void pg_io_bare_flush(struct pg_out *o);
+
 static void pg_out_flush(struct pg_out *o)
 {
+	if (!o->bev) {
+		if (o->bare)
+			pg_io_bare_flush(o);
+		return;
+	}
 	struct bufferevent *bev = o->bev;
 	struct evbuffer *out = bufferevent_get_output(bev);
 	if (evbuffer_get_length(out) > 0) {
@@ -113,10 +122,17 @@ static void pg_in_on_readable(evutil_socket_t fd, short what, void *arg)
 		eventcb(bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), cbarg);
 }
 
+static void pg_io_arm(struct pg_out *o);
+
 void pg_io_read_set(struct pg_out *o, bool on)
 {
-	if (!o->bev)
+	if (!o->bev) {
+		if (o->bare) {
+			o->rd_on = on;
+			pg_io_arm(o);
+		}
 		return;
+	}
 	if (!o->rev) {
 		if (on)
 			bufferevent_enable(o->bev, EV_READ);
@@ -136,7 +152,7 @@ void pg_io_read_set(struct pg_out *o, bool on)
 bool pg_io_read_on(const struct pg_out *o)
 {
 	if (!o->bev)
-		return true;
+		return !o->bare || o->fd < 0 || o->rd_on;
 	return o->rev ? o->rd_on : (bufferevent_get_enabled(o->bev) & EV_READ) != 0;
 }
 
@@ -155,10 +171,34 @@ void pg_out_stop(struct pg *pg)
 	pg->flush_ev = NULL;
 }
 
+/* ---- a bufferevent's callbacks, when its connection uses pg_io_cbs ------------------------ */
+
+static void pg_io_bev_read(struct bufferevent *bev, void *arg)
+{
+	struct pg_out *o = arg;
+	o->cbs->read(o->arg);
+}
+
+static void pg_io_bev_write(struct bufferevent *bev, void *arg)
+{
+	struct pg_out *o = arg;
+	if (o->cbs->write)
+		o->cbs->write(o->arg);
+}
+
+static void pg_io_bev_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct pg_out *o = arg;
+	o->cbs->event(o->arg, what);
+}
+
 void pg_out_attach(struct pg *pg, struct pg_out *o, struct bufferevent *bev, bool direct)
 {
 	o->pg = pg;
 	o->bev = bev;
+	o->fd = -1;
+	if (o->cbs)
+		bufferevent_setcb(bev, pg_io_bev_read, pg_io_bev_write, pg_io_bev_event, o);
 	o->direct = direct && pg->flush_ev != NULL;
 	if (o->direct && !evbuffer_add_cb(bufferevent_get_output(bev), pg_out_added, o))
 		o->direct = false;
@@ -177,10 +217,15 @@ void pg_out_attach(struct pg *pg, struct pg_out *o, struct bufferevent *bev, boo
 	}
 }
 
+static void pg_io_bare_free(struct pg_out *o);
+
 void pg_out_detach(struct pg_out *o)
 {
-	if (!o->bev)
+	if (!o->bev) {
+		if (o->bare)
+			pg_io_bare_free(o);
 		return;
+	}
 	pg_out_unlink(o);
 	if (o->direct)
 		evbuffer_remove_cb(bufferevent_get_output(o->bev), pg_out_added, o);
@@ -200,4 +245,245 @@ void pg_out_written(struct pg_out *o)
 {
 	if (o->direct && o->bev && evbuffer_get_length(bufferevent_get_output(o->bev)) == 0)
 		bufferevent_disable(o->bev, EV_WRITE);
+}
+
+/* ---- bare sockets -------------------------------------------------------------------------- */
+
+/* The one event follows what is wanted: EV_READ while reading, EV_WRITE while the kernel buffer
+ * was full. (Re-assigning a deleted event is allowed; with the changelist a delete and add in one
+ * loop pass is one epoll_ctl.) */
+static void pg_io_on_socket(evutil_socket_t fd, short what, void *arg);
+
+static void pg_io_arm(struct pg_out *o)
+{
+	if (o->fd < 0 || !o->rev)
+		return;
+	uint8_t want = (uint8_t)((o->rd_on ? EV_READ : 0) | (o->wr_on ? EV_WRITE : 0));
+	if (want == o->armed)
+		return;
+	if (o->armed)
+		event_del(o->rev);
+	o->armed = 0;
+	if (!want)
+		return;
+	if (event_assign(o->rev, event_get_base(o->rev), o->fd, (short)(want | EV_PERSIST), pg_io_on_socket, o) == 0 &&
+	    event_add(o->rev, NULL) == 0)
+		o->armed = want;
+}
+
+/* Frees whichever buffer is empty while the connection says it is idle. */
+static void pg_io_trim(struct pg_out *o)
+{
+	if (o->fd < 0 || (o->cbs->idle && !o->cbs->idle(o->arg)))
+		return;
+	if (o->in && evbuffer_get_length(o->in) == 0) {
+		evbuffer_free(o->in);
+		o->in = NULL;
+	}
+	if (o->outb && !o->dirty && evbuffer_get_length(o->outb) == 0) {
+		evbuffer_free(o->outb);
+		o->outb = NULL;
+	}
+}
+
+/* Writes what it can. Returns false after reporting an error to the event callback. */
+static bool pg_io_bare_write(struct pg_out *o)
+{
+	if (!o->outb || evbuffer_get_length(o->outb) == 0)
+		return true;
+	int n = evbuffer_write(o->outb, o->fd);
+	if (n > 0)
+		return true;
+	int err = EVUTIL_SOCKET_ERROR();
+	if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
+		return true;
+	/* as libevent's bufferevent reports it: 0 is taken as EOF */
+	o->wr_on = o->rd_on = false;
+	pg_io_arm(o);
+	o->cbs->event(o->arg, BEV_EVENT_WRITING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR));
+	return false;
+}
+
+/* After this loop pass's callbacks queued bytes: write now, EV_WRITE for the rest; the write
+ * callback when everything went (it resumes a peer paused by back-pressure). */
+static void pg_io_bare_flush(struct pg_out *o)
+{
+	if (o->fd < 0 || !pg_io_bare_write(o))
+		return;
+	if (o->outb && evbuffer_get_length(o->outb) > 0) {
+		o->wr_on = true;
+		pg_io_arm(o);
+		return;
+	}
+	if (o->cbs->write)
+		o->cbs->write(o->arg);
+	pg_io_trim(o);
+}
+
+static void pg_io_on_socket(evutil_socket_t fd, short what, void *arg)
+{
+	static unsigned char buf[PG_IN_READ];
+	struct pg_out *o = arg;
+	if (what & EV_WRITE) {
+		if (!pg_io_bare_write(o))
+			return;
+		size_t left = o->outb ? evbuffer_get_length(o->outb) : 0;
+		if (left == 0) {
+			o->wr_on = false;
+			pg_io_arm(o);
+		}
+		if (left <= PG_RELAY_LOW && o->cbs->write)
+			o->cbs->write(o->arg);
+		if (o->fd < 0)
+			return; /* closed by the callback */
+		if (left == 0)
+			pg_io_trim(o);
+	}
+	if (!(what & EV_READ) || !o->rd_on)
+		return;
+	ssize_t n = read(fd, buf, sizeof(buf));
+	int err = errno;
+	if (n > 0) {
+		/* both buffers now: the protocol code answers from inside the read callback */
+		struct evbuffer *in = pg_io_input(o);
+		if (!in || !pg_io_output(o) || evbuffer_add(in, buf, (size_t)n) != 0) {
+			n = -1;
+			err = ENOMEM;
+		}
+	}
+	if (n > 0) {
+		o->cbs->read(o->arg);
+		pg_io_trim(o);
+		return;
+	}
+	if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
+		return;
+	if (n < 0)
+		EVUTIL_SET_SOCKET_ERROR(err);
+	o->cbs->event(o->arg, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR));
+}
+
+int pg_io_attach_fd(struct pg *pg, struct pg_out *o, evutil_socket_t fd, const struct pg_io_cbs *cbs, void *arg)
+{
+	o->pg = pg;
+	o->bev = NULL;
+	o->bare = true;
+	o->fd = fd;
+	o->cbs = cbs;
+	o->arg = arg;
+	o->direct = true;
+	o->armed = 0;
+	o->wr_on = false;
+	o->rd_on = true;
+	/* (accepted sockets are non-blocking already) */
+	if (!pg->flush_ev ||
+	    !(o->rev = event_new(core_base(pg->core), fd, EV_READ | EV_PERSIST, pg_io_on_socket, o))) {
+		pg_io_bare_free(o);
+		return -1;
+	}
+	pg_io_arm(o);
+	if (!o->armed) {
+		pg_io_bare_free(o);
+		return -1;
+	}
+	return 0;
+}
+
+void pg_io_setcb(struct pg_out *o, const struct pg_io_cbs *cbs, void *arg)
+{
+	o->cbs = cbs;
+	o->arg = arg;
+	if (o->bev)
+		bufferevent_setcb(o->bev, pg_io_bev_read, pg_io_bev_write, pg_io_bev_event, o);
+}
+
+static struct evbuffer *pg_io_bare_buffer(struct pg_out *o, bool output)
+{
+	struct evbuffer **b = output ? &o->outb : &o->in;
+	if (*b || !o->bare || o->fd < 0)
+		return *b;
+	struct evbuffer *nb = evbuffer_new();
+	if (nb && output && !evbuffer_add_cb(nb, pg_out_added, o)) {
+		evbuffer_free(nb);
+		nb = NULL;
+	}
+	*b = nb;
+	return nb;
+}
+
+struct evbuffer *pg_io_input(struct pg_out *o)
+{
+	return o->bev ? bufferevent_get_input(o->bev) : pg_io_bare_buffer(o, false);
+}
+
+struct evbuffer *pg_io_output(struct pg_out *o)
+{
+	return o->bev ? bufferevent_get_output(o->bev) : pg_io_bare_buffer(o, true);
+}
+
+size_t pg_io_unsent(const struct pg_out *o)
+{
+	if (!o->bev)
+		return o->bare && o->outb ? evbuffer_get_length(o->outb) : 0;
+	struct bufferevent *u = bufferevent_get_underlying(o->bev);
+	return evbuffer_get_length(bufferevent_get_output(o->bev)) + (u ? evbuffer_get_length(bufferevent_get_output(u)) : 0);
+}
+
+bool pg_io_open(const struct pg_out *o)
+{
+	return o->bev || (o->bare && o->fd >= 0);
+}
+
+evutil_socket_t pg_io_fd(const struct pg_out *o)
+{
+	return o->bev ? bufferevent_getfd(o->bev) : o->bare ? o->fd : -1;
+}
+
+/* Frees a bare socket's event and buffers and closes it (nothing when already closed). */
+static void pg_io_bare_free(struct pg_out *o)
+{
+	pg_out_unlink(o);
+	if (o->rev)
+		event_free(o->rev);
+	o->rev = NULL;
+	o->armed = 0;
+	if (o->in)
+		evbuffer_free(o->in);
+	if (o->outb)
+		evbuffer_free(o->outb);
+	o->in = o->outb = NULL;
+	if (o->fd >= 0)
+		evutil_closesocket(o->fd);
+	o->fd = -1;
+	o->direct = o->rd_on = o->wr_on = o->bare = false;
+}
+
+struct bufferevent *pg_io_bufferevent(struct pg_out *o)
+{
+	if (o->bev) {
+		struct bufferevent *bev = o->bev;
+		pg_out_detach(o);
+		return bev;
+	}
+	if (!o->bare || o->fd < 0)
+		return NULL;
+	struct bufferevent *bev = bufferevent_socket_new(core_base(o->pg->core), o->fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev) {
+		o->fd = -1; /* the bufferevent's now */
+		/* (unread input is not carried: TLS starts with none, a lingering close reads none) */
+		if (o->outb && evbuffer_add_buffer(bufferevent_get_output(bev), o->outb) != 0) {
+			bufferevent_free(bev);
+			bev = NULL;
+		}
+	}
+	pg_io_bare_free(o);
+	return bev;
+}
+
+void pg_io_close(struct pg_out *o)
+{
+	struct bufferevent *bev = o->bev;
+	pg_out_detach(o);
+	if (bev)
+		bufferevent_free(bev);
 }

@@ -405,9 +405,9 @@ void pg_server_unhold(struct pg_server *s)
 {
 	s->held = false;
 	struct pg_client *c = s->client;
-	if (s->state != PG_SERVER_ACTIVE || !c || !c->bev)
+	if (s->state != PG_SERVER_ACTIVE || !c || !pg_client_connected(c))
 		return;
-	if (pgproto_put_ready_for_query(bufferevent_get_output(c->bev), (uint8_t)s->tx_status) != 0) {
+	if (pgproto_put_ready_for_query(pg_client_output(c), (uint8_t)s->tx_status) != 0) {
 		pg_server_close(s, "out of memory");
 		return;
 	}
@@ -421,7 +421,12 @@ void pg_server_unhold(struct pg_server *s)
 static void pg_server_relay(struct pg_server *s, struct evbuffer *in)
 {
 	struct pg_client *c = s->client;
-	struct evbuffer *to = c && c->bev ? bufferevent_get_output(c->bev) : NULL;
+	struct evbuffer *to = c && pg_client_connected(c) ? pg_client_output(c) : NULL;
+	if (c && pg_client_connected(c) && !to) {
+		/* (a client with a server keeps its buffers: only a bare socket's allocation failing) */
+		pg_server_close(s, "out of memory");
+		return;
+	}
 	for (;;) {
 		if (s->held)
 			return; /* the client's ReadyForQuery waits for the cache (pg_cache_ready) */
@@ -570,7 +575,7 @@ static void pg_server_on_read(struct bufferevent *bev, void *arg)
 	pg_server_relay(s, in);
 	/* a slow client: stop reading the server until the client catches up */
 	struct pg_client *c = s->state == PG_SERVER_ACTIVE ? s->client : NULL;
-	if (c && c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)) > PG_RELAY_HIGH)
+	if (c && pg_client_connected(c) && evbuffer_get_length(pg_client_output(c)) > PG_RELAY_HIGH)
 		pg_io_read_set(&s->out, false);
 }
 
@@ -580,7 +585,7 @@ static void pg_server_on_write(struct bufferevent *bev, void *arg)
 	struct pg_server *s = arg;
 	struct pg_client *c = s->client;
 	pg_out_written(&s->out);
-	if (c && c->bev && !pg_io_read_on(&c->out)) {
+	if (c && pg_client_connected(c) && !pg_io_read_on(&c->out)) {
 		pg_io_read_set(&c->out, true);
 		pg_client_process(c);
 	}

@@ -113,11 +113,20 @@ bool pg_tls_client_offered(const struct pg *pg)
 
 int pg_tls_client_start(struct pg_client *c)
 {
-	struct bufferevent *f = pg_tls_wrap(c->pg, c->bev, c->pg->tls_ctx, true, NULL);
-	if (!f)
+	/* the bare socket becomes a bufferevent under libevent's TLS filter; 'S' goes first, plain */
+	struct bufferevent *bev = pg_io_bufferevent(&c->out), *f = NULL;
+	if (!bev)
 		return -1;
+	bufferevent_enable(bev, EV_WRITE);
+	if (bufferevent_write(bev, "S", 1) != 0 || !(f = pg_tls_wrap(c->pg, bev, c->pg->tls_ctx, true, NULL))) {
+		bufferevent_free(bev);
+		return -1;
+	}
 	c->bev = f;
 	c->tls = true;
+	bufferevent_setwatermark(f, EV_WRITE, PG_RELAY_LOW, 0);
+	bufferevent_enable(f, EV_READ | EV_WRITE);
+	pg_out_attach(c->pg, &c->out, f, false); /* (its callbacks: the client's pg_io_cbs) */
 	return 0;
 }
 

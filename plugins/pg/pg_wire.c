@@ -66,34 +66,45 @@ void pg_wire_error(struct evbuffer *out, const char *severity, const char *sqlst
 	(void)!pgproto_put_error(out, severity, sqlstate, msg);
 }
 
+/* A pair is one allocation, "name\0value\0" (value points into it): a client's startup settings
+ * stay small. */
+static char *pg_param_pair(const char *name, const char *value, char **v)
+{
+	size_t nl = strlen(name) + 1, vl = strlen(value) + 1;
+	char *n = malloc(nl + vl);
+	if (!n)
+		return NULL;
+	memcpy(n, name, nl);
+	*v = memcpy(n + nl, value, vl);
+	return n;
+}
+
 int pg_params_set(struct pg_params *p, const char *name, const char *value)
 {
+	char *v;
 	for (uint32_t i = 0; i < p->n; i++) {
 		if (strcmp(p->v[i].name, name) == 0) {
 			if (strcmp(p->v[i].value, value) == 0)
 				return 0;
-			char *v = strdup(value);
-			if (!v)
+			char *n = pg_param_pair(name, value, &v); /* (name may be the old pair's) */
+			if (!n)
 				return -1;
-			free(p->v[i].value);
-			p->v[i].value = v;
+			free(p->v[i].name);
+			p->v[i] = (struct pg_param){ n, v };
 			return 0;
 		}
 	}
 	if (p->n == p->cap) {
-		uint32_t cap = p->cap ? p->cap * 2 : 4;
+		uint32_t cap = p->cap ? p->cap * 2 : 1; /* most clients set one thing, if any */
 		struct pg_param *nv = realloc(p->v, cap * sizeof(*nv));
 		if (!nv)
 			return -1;
 		p->v = nv;
 		p->cap = cap;
 	}
-	char *n = strdup(name), *v = strdup(value);
-	if (!n || !v) {
-		free(n);
-		free(v);
+	char *n = pg_param_pair(name, value, &v);
+	if (!n)
 		return -1;
-	}
 	p->v[p->n++] = (struct pg_param){ n, v };
 	return 0;
 }
@@ -110,8 +121,7 @@ void pg_params_del(struct pg_params *p, const char *name)
 {
 	for (uint32_t i = 0; i < p->n; i++) {
 		if (strcmp(p->v[i].name, name) == 0) {
-			free(p->v[i].name);
-			free(p->v[i].value);
+			free(p->v[i].name); /* (and its value) */
 			p->v[i] = p->v[--p->n];
 			return;
 		}
@@ -120,10 +130,8 @@ void pg_params_del(struct pg_params *p, const char *name)
 
 void pg_params_clear(struct pg_params *p)
 {
-	for (uint32_t i = 0; i < p->n; i++) {
-		free(p->v[i].name);
-		free(p->v[i].value);
-	}
+	for (uint32_t i = 0; i < p->n; i++)
+		free(p->v[i].name); /* (and its value) */
 	free(p->v);
 	memset(p, 0, sizeof(*p));
 }
