@@ -166,6 +166,14 @@ struct cache_inval *cache_invalidate(struct cache *c, const char *database, cons
 struct cache_inval *cache_invalidate_everything(struct cache *c, cache_inval_fn cb, void *arg);
 /* The caller lost interest: cb will not run; the invalidation itself still happens. */
 void cache_invalidate_cancel(struct cache_inval *iv);
+
+/* After a QUEUED outcome: calls cb(arg, true) once every queued invalidation is in Redis, or
+ * cb(arg, false) after cache.write_wait, whichever comes first (never from inside this call).
+ * NULL when nothing is queued (or write_wait is 0, or memory ran out): go on at once. */
+struct cache_flush_wait;
+typedef void (*cache_flush_fn)(void *arg, bool applied);
+struct cache_flush_wait *cache_wait_applied(struct cache *c, cache_flush_fn cb, void *arg);
+void cache_wait_cancel(struct cache_flush_wait *w);
 /* Records "everything" as pending without allocating: reads bypass until Redis has it. */
 void cache_invalidate_all_pending(struct cache *c);
 

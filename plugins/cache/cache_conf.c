@@ -231,6 +231,11 @@ static const struct conf_key cache_conf_keys[] = {
 	  "How long the pooler trusts what it learnt from the catalog: the tables behind a view, the "
 	  "tables a write reaches through foreign keys and partitions, which tables have triggers. DDL "
 	  "through any tether drops it at once; DDL made outside tether is seen within this time." },
+	{ "write_wait", CONF_DURATION, CONF_RELOAD, offsetof(struct cache_conf, write_wait), "2s", 0, 600000, NULL,
+	  NULL,
+	  "When Redis cannot take a write's invalidation, the commit's acknowledgement waits up to this long for "
+	  "Redis to come back and the invalidation to land, so other tethers never read what it replaced; past "
+	  "it the write is acknowledged and other tethers are bounded by the TTL. 0: do not wait." },
 	{ NULL }
 };
 

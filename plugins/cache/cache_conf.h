@@ -36,6 +36,7 @@ struct cache_conf {
 	int64_t single_flight_wait; /* ms */
 	int64_t max_pending;        /* queued table invalidations before "everything" */
 	int64_t schema_ttl;         /* ms: how long learnt dependencies are trusted */
+	int64_t write_wait;         /* ms: a commit waits this long for a queued invalidation */
 };
 
 /* A parsed cache.redis URL. */

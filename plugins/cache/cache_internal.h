@@ -56,6 +56,7 @@ struct cache {
 	struct cache_fill *fills;     /* every live fill */
 	struct cache_fill *fill_table[CACHE_FILL_BUCKETS]; /* fills lookups may join, by entry */
 	struct cache_inval *invals;
+	struct cache_flush_wait *flush_waits; /* commits waiting for the queue to reach Redis */
 	struct cache_stats stats;
 	bool destroying;
 	struct core *core; /* for the admin routes (NULL in tests) */
@@ -75,5 +76,7 @@ int cache_store_set(struct cache *c, const char *key, const char *value, bool nx
 int cache_inval_init(struct cache *c);
 void cache_inval_deinit(struct cache *c);
 void cache_inval_on_ready(void *arg); /* the Redis connection is usable again */
+/* Every cache_wait_applied waiter is told (the queue reached Redis, or shutdown). */
+void cache_wait_release(struct cache *c, bool applied);
 
 #endif

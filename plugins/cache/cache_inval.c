@@ -143,6 +143,81 @@ static void cache_flush_on_set(void *arg, struct redisReply *reply, const char *
 	cache_pending_free_list(batch);
 	if (c->pending || c->pending_global)
 		cache_flush_schedule(c, 0);
+	else
+		cache_wait_release(c, true);
+}
+
+/* --- waiting for the queue --- */
+
+struct cache_flush_wait {
+	struct cache *c;
+	struct cache_flush_wait *prev, *next;
+	struct event *timer;
+	cache_flush_fn cb;
+	void *arg;
+};
+
+static void cache_wait_free(struct cache_flush_wait *w)
+{
+	struct cache *c = w->c;
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		c->flush_waits = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	event_free(w->timer);
+	free(w);
+}
+
+void cache_wait_release(struct cache *c, bool applied)
+{
+	while (c->flush_waits) {
+		struct cache_flush_wait *w = c->flush_waits;
+		cache_flush_fn cb = w->cb;
+		void *arg = w->arg;
+		cache_wait_free(w);
+		cb(arg, applied);
+	}
+}
+
+static void cache_wait_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct cache_flush_wait *w = arg;
+	cache_flush_fn cb = w->cb;
+	void *cbarg = w->arg;
+	cache_wait_free(w);
+	cb(cbarg, false);
+}
+
+struct cache_flush_wait *cache_wait_applied(struct cache *c, cache_flush_fn cb, void *arg)
+{
+	if ((!c->pending && !c->pending_global && !c->flushing) || c->conf->write_wait <= 0 || c->destroying)
+		return NULL;
+	struct cache_flush_wait *w = calloc(1, sizeof(*w));
+	if (!w)
+		return NULL;
+	w->c = c;
+	w->cb = cb;
+	w->arg = arg;
+	w->timer = evtimer_new(c->base, cache_wait_on_timer, w);
+	if (!w->timer) {
+		free(w);
+		return NULL;
+	}
+	int64_t ms = c->conf->write_wait;
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
+	evtimer_add(w->timer, &tv);
+	w->next = c->flush_waits;
+	if (w->next)
+		w->next->prev = w;
+	c->flush_waits = w;
+	return w;
+}
+
+void cache_wait_cancel(struct cache_flush_wait *w)
+{
+	cache_wait_free(w);
 }
 
 static void cache_flush_send(struct cache *c, const char *key)
@@ -193,8 +268,9 @@ void cache_inval_on_ready(void *arg)
 	struct cache *c = arg;
 	if (cache_redis_take_restarted(c->redis)) {
 		/* A snapshot or a lagging replica can bring back old versions with the entries
-		 * stored under them: invalidate everything before serving reads. */
-		log_warn(&c->log, "redis restarted or failed over: invalidating everything before serving reads");
+		 * stored under them; after any outage another tether may still hold invalidations
+		 * it could not record: invalidate everything before serving reads. */
+		log_warn(&c->log, "redis reconnected: invalidating everything before serving reads");
 		cache_invalidate_all_pending(c);
 	}
 	if (c->pending || c->pending_global)
@@ -340,6 +416,8 @@ void cache_inval_deinit(struct cache *c)
 {
 	while (c->invals)
 		cache_inval_free(c->invals);
+	while (c->flush_waits)
+		cache_wait_free(c->flush_waits); /* dropped without callbacks, like lookups */
 	cache_pending_free_list(c->pending);
 	cache_pending_free_list(c->batch);
 	c->pending = c->batch = NULL;

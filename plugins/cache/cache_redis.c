@@ -187,6 +187,11 @@ static void cache_redis_handshake_reply(struct cache_redis *r, redisReply *reply
 		if (r->run_id[0] && strcmp(id, r->run_id) != 0) {
 			log_warn(&r->log, "redis restarted or failed over (run_id changed)");
 			r->restarted = true;
+		} else if (r->run_id[0]) {
+			/* back after a failure: another tether may have had to queue invalidations
+			 * meanwhile, and cannot have applied them yet */
+			log_warn(&r->log, "redis reachable again after a failure");
+			r->restarted = true;
 		}
 		snprintf(r->run_id, sizeof(r->run_id), "%s", id);
 		return;

@@ -195,6 +195,22 @@ static bool cache_sql_target(struct cache_sql_ctx *c, size_t i, size_t e, size_t
  * cache); volatile ones make a read uncacheable. */
 static void cache_sql_scan_calls(struct cache_sql_ctx *c, size_t b, size_t e)
 {
+	for (size_t i = b; i < e; i++) {
+		if (cache_sql_type(c, i) != CACHE_SQL_OP)
+			continue;
+		const struct cache_sql_tok *t = &c->lx->toks[i];
+		char op[64];
+		bool known = false;
+		if (t->len < sizeof(op)) {
+			memcpy(op, c->lx->src + t->off, t->len);
+			op[t->len] = 0;
+			known = cache_sql_operator_builtin(op);
+		}
+		if (!known) {
+			cache_sql_all(c, "uses an operator tether does not know");
+			cache_sql_uncacheable(c, "uses an operator tether does not know");
+		}
+	}
 	for (size_t i = b; i + 1 < e; i++) {
 		if (!cache_sql_is_name(c, i, e) || cache_sql_type(c, i + 1) != CACHE_SQL_LPAREN)
 			continue;
@@ -225,8 +241,12 @@ static void cache_sql_scan_calls(struct cache_sql_ctx *c, size_t b, size_t e)
 			}
 		}
 		size_t close = c->match[i + 1];
-		if (close != SIZE_MAX && cache_sql_is(c, close + 1, "as"))
-			continue; /* a CTE's column list: `, t(a) as (...)` */
+		if (close != SIZE_MAX && cache_sql_is(c, close + 1, "as") && start > b &&
+		    (cache_sql_is(c, start - 1, "with") || cache_sql_is(c, start - 1, "recursive") ||
+		     cache_sql_type(c, start - 1) == CACHE_SQL_COMMA) &&
+		    (cache_sql_type(c, close + 2) == CACHE_SQL_LPAREN || cache_sql_is(c, close + 2, "materialized") ||
+		     cache_sql_is(c, close + 2, "not")))
+			continue; /* a CTE's column list: `with t(a) as (...)`, `, t(a) as materialized (...)` */
 		char part[256];
 		const struct cache_sql_tok *t = &c->lx->toks[i];
 		if (t->len >= sizeof(part) / 2) {
@@ -754,10 +774,10 @@ int cache_sql_analyze(const char *sql, size_t len, const struct cache_sql_opts *
 	if (c.oom)
 		goto fail;
 	out->cacheable = out->why_not == NULL;
-	if (!out->cacheable) {
-		cache_sql_names_free(&out->reads);
+	/* reads stay for uncacheable statements too: the pooler checks them for views that call
+	 * functions */
+	if (!out->cacheable)
 		out->reads_complete = false;
-	}
 	cache_sql_names_finish(&out->reads);
 	cache_sql_names_finish(&out->writes);
 	if (out->invalidate_all)

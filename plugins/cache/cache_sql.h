@@ -80,6 +80,9 @@ void cache_sql_info_deinit(struct cache_sql_info *info);
 /* True when `name` (lower-case, unqualified) is a built-in function tether knows neither
  * writes nor depends on more than its arguments, the session and the clock. */
 bool cache_sql_function_safe(const char *name);
+/* True for an operator (its characters, as written) that PostgreSQL itself defines; a user's
+ * operator runs a function tether does not know. */
+bool cache_sql_operator_builtin(const char *op);
 /* True when `name` is read-only but volatile or connection-dependent (random, nextval,
  * pg_sleep, txid_current, pg_advisory_lock ...): a statement calling it is never cached. */
 bool cache_sql_function_volatile(const char *name);

@@ -119,6 +119,34 @@ static const char *const cache_sql_funcs_syntax[] = {
 	"isnull", "notnull", "overlaps", NULL,
 };
 
+/* PostgreSQL's own operators (of its built-in types and of contrib's common ones): their
+ * functions write nothing. Any other operator may be a user's, whose function may. */
+static const char *const cache_sql_ops_builtin[] = {
+	"+", "-", "*", "/", "%", "^", "=", "<", ">", "<=", ">=", "<>", "!=", "||", "~", "~*", "!~", "!~*", "~~",
+	"~~*", "!~~", "!~~*", "@>", "<@", "&&", "->", "->>", "#>", "#>>", "?", "?|", "?&", "@?", "@@", "@@@",
+	"#-", "|/", "||/", "@", "&", "|", "#", "<<", ">>", "<->", "<<=", ">>=", "-|-", "&<", "&>", "<<|", "|>>",
+	"&<|", "|&>", "?#", "?-", "?-|", "?||", "~=", "<#>", "<=>", "^@", ":", "=>", "!", "!!", "##", "<^", ">^",
+	"*=", "*<>", "*<", "*>", "*<=", "*>=", "<%", "%>", "<<%", "%>>", "<<->", "<->>", "%%", NULL,
+};
+
+bool cache_sql_operator_builtin(const char *op)
+{
+	if (cache_sql_funcs_in(cache_sql_ops_builtin, op))
+		return true;
+	/* PostgreSQL ends a multi-character operator before a trailing + or - unless it holds one
+	 * of ~ ! @ # % ^ & | ` ?: `x=-1` is `=` then unary `-` */
+	size_t n = strlen(op);
+	if (n > 1 && (op[n - 1] == '+' || op[n - 1] == '-') && !strpbrk(op, "~!@#%^&|`?")) {
+		char head[64];
+		if (n - 1 >= sizeof(head))
+			return false;
+		memcpy(head, op, n - 1);
+		head[n - 1] = 0;
+		return cache_sql_operator_builtin(head);
+	}
+	return false;
+}
+
 bool cache_sql_function_safe(const char *name)
 {
 	return cache_sql_funcs_in(cache_sql_funcs_safe, name);

@@ -45,6 +45,10 @@ int pg_cache_forward(struct pg_client *c, struct evbuffer *in, uint8_t type, uin
 	case 'Q': {
 		bool looked = cc->decided;
 		cc->decided = false;
+		cc->head_learnt = false;
+		if (looked && cc->head_session && c->server)
+			c->server->tainted = true;
+		cc->head_session = false;
 		if (looked)
 			return 0; /* pg_cache_before tracked it */
 		if (len > PG_CACHE_MAX_QUERY || evbuffer_get_length(in) < total) {
@@ -55,7 +59,10 @@ int pg_cache_forward(struct pg_client *c, struct evbuffer *in, uint8_t type, uin
 		struct cache_sql_info info;
 		if (!m || pg_cache_analyze(c, (const char *)m + 5, len - 4, &info) != 0)
 			return -1;
-		int rc = pg_cache_track(cc, &info, pg_cache_changes_session(&info));
+		bool session = pg_cache_changes_session(&info);
+		if (session && c->server)
+			c->server->tainted = true;
+		int rc = pg_cache_track(cc, &info, session);
 		cache_sql_info_deinit(&info);
 		return rc;
 	}
@@ -73,6 +80,8 @@ int pg_cache_forward(struct pg_client *c, struct evbuffer *in, uint8_t type, uin
 			return -1;
 		if (nl == 0)
 			cc->unnamed_unsent = false;
+		if (st->session && c->server)
+			c->server->tainted = true;
 		if (st->session && !cc->off)
 			(void)pg_cache_track(cc, &st->info, true);
 		int rc = pg_cache_name_put(cc, 'S', name, st);
@@ -133,6 +142,7 @@ int pg_cache_forward(struct pg_client *c, struct evbuffer *in, uint8_t type, uin
 	case 'S':
 		cc->mid_request = false;
 		cc->decided = false;
+		cc->head_learnt = false;
 		/* the unnamed portal ends with the request (outside a transaction block) */
 		return 0;
 	case 'F':
@@ -153,6 +163,7 @@ void pg_cache_request_done(struct pg_client *c)
 	if (!cc)
 		return;
 	cc->decided = false;
+	cc->head_learnt = false;
 	cc->mid_request = false;
 	if (cc->fill) {
 		cache_fill_abandon(cache_instance(), cc->fill);
@@ -344,6 +355,7 @@ static void pg_cache_on_result(void *arg, const struct cache_result *res)
 		c->pool->bytes_out += res->len + 6;
 		cc->busy = false;
 		cc->decided = false;
+		cc->head_learnt = false;
 		cc->mid_request = false;
 		pg_cache_stmt_unref(c->pool->cache, cc->req_st);
 		cc->req_st = NULL;
@@ -397,8 +409,8 @@ static void pg_cache_lookup_start(struct pg_cache_client *cc)
 			missing[nm++] = info->reads.v[i];
 			continue;
 		}
-		if (!d->found)
-			unknown = true;
+		if (!d->found || d->nocache || d->calls)
+			unknown = true; /* not a table, a sequence, or a view calling functions */
 		for (size_t k = 0; k < d->nreads; k++) {
 			if (nt == cap) {
 				cap = cap ? cap * 2 : 8;
@@ -468,6 +480,81 @@ static int pg_cache_key(struct pg_cache_client *cc, const struct pg_cache_req *r
 	return rc;
 }
 
+static void pg_cache_on_head_learnt(void *arg, bool ok)
+{
+	struct pg_cache_client *cc = arg;
+	cc->learn = NULL;
+	cc->busy = false;
+	cc->head_learnt = true; /* known now, or the statement counts as writing everything */
+	pg_client_process(cc->c);
+}
+
+/* Asks the catalog about the tables of the head request's statements that are not known yet,
+ * before the request is relayed (so a view calling a writing function is known to write).
+ * 1: asking (busy); 0: nothing to ask, or asked already. */
+static int pg_cache_learn_head(struct pg_cache_client *cc, const struct cache_sql_info *const *infos, size_t n)
+{
+	struct pg_client *c = cc->c;
+	if (cc->head_learnt)
+		return 0;
+	const char *sp = pg_params_get(&c->gucs, "search_path");
+	struct pg_catalog *cat = c->pool->cache->cat;
+	char *missing[64];
+	size_t nm = 0;
+	for (size_t k = 0; k < n; k++)
+		for (size_t i = 0; i < infos[k]->reads.n && nm < 64; i++)
+			if (!pg_catalog_get(cat, sp, infos[k]->reads.v[i]))
+				missing[nm++] = infos[k]->reads.v[i];
+	if (!nm)
+		return 0;
+	cc->learn = pg_catalog_learn(cat, sp, missing, nm, pg_cache_on_head_learnt, cc);
+	if (!cc->learn)
+		return 0; /* unreachable: the statement will count as writing everything */
+	cc->busy = true;
+	return 1;
+}
+
+/* The statements a buffered extended request (up to its Sync, a Flush, or what has come) runs
+ * or prepares, with a reference each: its Parses and the named statements its Binds use. 2: a
+ * request that small must come whole first; otherwise how many were found. */
+static int pg_cache_request_stmts(struct pg_cache_client *cc, struct evbuffer *in, struct pg_cache_stmt **out,
+				  size_t max)
+{
+	size_t have = evbuffer_get_length(in), off = 0, n = 0;
+	while (off + 5 <= have && n < max) {
+		unsigned char h[5];
+		uint32_t len = pg_wire_header_at(in, off, h);
+		size_t end = off + (size_t)len + 1;
+		if (len < 4 || h[0] == 'S' || h[0] == 'H' || end > PG_CACHE_MAX_REQUEST)
+			break;
+		if (end > have) {
+			for (size_t i = 0; i < n; i++)
+				pg_cache_stmt_unref(cc->c->pool->cache, out[i]);
+			return -2; /* the rest of this request is on its way */
+		}
+		if (h[0] == 'P' || h[0] == 'B') {
+			const unsigned char *m = pg_cache_pull(in, end);
+			if (!m)
+				break;
+			const char *name = (const char *)m + off + 5;
+			size_t nl = strnlen(name, len - 4);
+			struct pg_cache_stmt *st = NULL;
+			if (h[0] == 'P' && nl < len - 4) {
+				st = pg_cache_stmt_get(cc->c, m + off + 5 + nl + 1, len - 4 - nl - 1);
+			} else if (h[0] == 'B' && nl < len - 4) {
+				const char *stmt = name + nl + 1;
+				if (strnlen(stmt, len - 4 - nl - 1) < len - 4 - nl - 1 &&
+				    (st = pg_cache_name_get(cc, 'S', stmt)) != NULL)
+					st->refs++;
+			}
+			if (st)
+				out[n++] = st;
+		}
+		off = end;
+	}
+	return (int)n;
+}
+
 int pg_cache_before(struct pg_client *c)
 {
 	struct pg_cache_client *cc = pg_cache_client(c);
@@ -499,14 +586,31 @@ int pg_cache_before(struct pg_client *c)
 		r.simple = true;
 		r.len = (size_t)len + 1;
 		info = &r.info;
+		if (pg_cache_learn_head(cc, &info, 1) == 1) {
+			cache_sql_info_deinit(&r.info);
+			return 1; /* pg_cache_on_head_learnt goes on */
+		}
 		cc->decided = true; /* tracked here, not again when forwarded */
+		cc->head_session = pg_cache_changes_session(info);
 		pg_cache_query_effects(cc, info);
-		if (pg_cache_track(cc, info, pg_cache_changes_session(info)) != 0) {
+		if (pg_cache_track(cc, info, cc->head_session) != 0) {
 			cache_sql_info_deinit(&r.info);
 			pg_client_fail(c, "53200", "out of memory");
 			return 1;
 		}
 	} else if (h[0] == 'P' || h[0] == 'B') {
+		struct pg_cache_stmt *sts[16];
+		int ns = pg_cache_request_stmts(cc, in, sts, 16);
+		if (ns == -2)
+			return 1;
+		const struct cache_sql_info *infos[16] = { 0 };
+		for (int i = 0; i < ns; i++)
+			infos[i] = &sts[i]->info;
+		int lrc = pg_cache_learn_head(cc, infos, (size_t)ns);
+		for (int i = 0; i < ns; i++)
+			pg_cache_stmt_unref(c->pool->cache, sts[i]);
+		if (lrc == 1)
+			return 1;
 		int rc = pg_cache_scan_extended(cc, in, &r);
 		if (rc == 2)
 			return 1;

@@ -58,6 +58,8 @@ struct pg_cache_client {
 	int rule;
 	int64_t ttl;
 	int attempt;
+	bool head_learnt; /* the head request's tables were asked about (known or not, go on) */
+	bool head_session; /* the head Query changes the session: its server becomes tainted */
 	unsigned char key[CACHE_KEY_LEN];
 	size_t req_len;
 	size_t parse_len; /* the request's Parse (remembered on a hit) */
@@ -79,6 +81,7 @@ struct pg_cache_client {
 	struct pg_catalog_req *wlearn;
 	bool wlearnt;
 	struct pg_server *held;
+	struct cache_flush_wait *flush_wait; /* a held commit waiting for Redis (write_wait) */
 };
 
 
@@ -99,7 +102,9 @@ void pg_cache_name_del(struct pg_cache_client *cc, char kind, const char *name);
 void pg_cache_names_clear(struct pg_cache_client *cc, char kind);
 
 /* pg_cache_write.c */
-/* Records what running `info` may change (`session`: it changes settings, caching stops). */
+/* Records what running `info` may change (`session`: it changes settings, caching stops): its
+ * write targets, everything for statements tether cannot follow, and everything when it reads
+ * a view that calls functions tether does not know (or a table not learnt yet). */
 int pg_cache_track(struct pg_cache_client *cc, const struct cache_sql_info *info, bool session);
 
 #endif

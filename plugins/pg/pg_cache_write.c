@@ -13,6 +13,19 @@
 
 /* --- writes --- */
 
+/* "schema.table" rather than "table" (a dot outside double quotes). */
+static bool pg_cache_qualified(const char *name)
+{
+	bool quoted = false;
+	for (const char *p = name; *p; p++) {
+		if (*p == '"')
+			quoted = !quoted;
+		else if (*p == '.' && !quoted)
+			return true;
+	}
+	return false;
+}
+
 static int pg_cache_write_add(struct pg_cache_client *cc, const char *table)
 {
 	for (size_t i = 0; i < cc->nw; i++)
@@ -56,6 +69,15 @@ int pg_cache_track(struct pg_cache_client *cc, const struct cache_sql_info *info
 		cc->w_all = true; /* DDL: every tether must forget what it learnt of the schema */
 		return 0;
 	}
+	/* a view may call a function that writes: what it reads was learnt before it was relayed
+	 * (pg_cache_before), or the catalog could not say */
+	struct pg_client *c = cc->c;
+	const char *sp = pg_params_get(&c->gucs, "search_path");
+	for (size_t i = 0; i < info->reads.n && !cc->w_all; i++) {
+		const struct pg_catalog_deps *d = pg_catalog_peek(c->pool->cache->cat, sp, info->reads.v[i]);
+		if (!d || d->calls)
+			cc->w_all = true;
+	}
 	for (size_t i = 0; i < info->writes.n; i++)
 		if (pg_cache_write_add(cc, info->writes.v[i]) != 0)
 			return -1;
@@ -65,17 +87,36 @@ int pg_cache_track(struct pg_cache_client *cc, const struct cache_sql_info *info
 
 /* --- commits --- */
 
+static void pg_cache_release_held(struct pg_cache_client *cc)
+{
+	struct pg_server *s = cc->held;
+	cc->held = NULL;
+	if (s)
+		pg_server_unhold(s);
+}
+
+static void pg_cache_on_applied(void *arg, bool applied)
+{
+	struct pg_cache_client *cc = arg;
+	cc->flush_wait = NULL;
+	if (!applied)
+		log_warn(&cc->c->log, "cache: Redis did not come back within cache.write_wait; acknowledging the "
+				      "write with its invalidation still queued (other tethers are bounded by the TTL)");
+	pg_cache_release_held(cc);
+}
+
 static void pg_cache_on_invalidated(void *arg, enum cache_inval_outcome outcome)
 {
 	struct pg_cache_client *cc = arg;
 	cc->inval = NULL;
-	struct pg_server *s = cc->held;
-	cc->held = NULL;
-	if (outcome == CACHE_INVAL_QUEUED)
-		log_info(&cc->c->log, "cache: Redis is unreachable; the invalidation is queued and this tether's "
-				      "reads bypass the cache until it lands");
-	if (s)
-		pg_server_unhold(s);
+	if (outcome == CACHE_INVAL_QUEUED) {
+		log_info(&cc->c->log, "cache: Redis is unreachable; the invalidation is queued (this tether's reads "
+				      "bypass the cache until it lands); the commit waits up to cache.write_wait");
+		cc->flush_wait = cc->held ? cache_wait_applied(cache_instance(), pg_cache_on_applied, cc) : NULL;
+		if (cc->flush_wait)
+			return;
+	}
+	pg_cache_release_held(cc);
 }
 
 static int pg_cache_invalidate(struct pg_cache_client *cc);
@@ -105,6 +146,12 @@ static int pg_cache_invalidate(struct pg_cache_client *cc)
 	char **tables = NULL, **missing = NULL;
 	size_t nt = 0, nm = 0, cap = 0;
 	bool all = cc->w_all;
+	/* after SET search_path, set_config or a temporary table (on this client, or by any client
+	 * on the server it wrote through) an unqualified name may mean another table */
+	bool unsure = cc->off || (cc->held && cc->held->tainted);
+	for (size_t i = 0; unsure && !all && i < cc->nw; i++)
+		if (!pg_cache_qualified(cc->w[i]))
+			all = true;
 	if (!all) {
 		missing = calloc(cc->nw ? cc->nw : 1, sizeof(char *));
 		all = !missing;
@@ -166,7 +213,8 @@ int pg_cache_ready(struct pg_client *c, struct pg_server *s, uint8_t status)
 	if (!cc || !cache)
 		return 0;
 	if (cc->fill) {
-		if (status == 'I' && !cc->cap_bad && cc->cap) {
+		/* a server whose session another client changed may have read other tables */
+		if (status == 'I' && !cc->cap_bad && cc->cap && !s->tainted) {
 			size_t n = evbuffer_get_length(cc->cap);
 			const unsigned char *data = evbuffer_pullup(cc->cap, -1);
 			if (data || n == 0)
@@ -183,7 +231,7 @@ int pg_cache_ready(struct pg_client *c, struct pg_server *s, uint8_t status)
 			evbuffer_free(cc->cap);
 		cc->cap = NULL;
 	}
-	if (status != 'I' || (!cc->w_all && cc->nw == 0) || cc->inval || cc->wlearn)
+	if (status != 'I' || (!cc->w_all && cc->nw == 0) || cc->inval || cc->wlearn || cc->flush_wait)
 		return 0;
 	cc->held = s;
 	s->held = true;
@@ -231,6 +279,8 @@ void pg_cache_client_close(struct pg_client *c)
 		if (iv)
 			cache_invalidate_cancel(iv);
 	}
+	if (cc->flush_wait)
+		cache_wait_cancel(cc->flush_wait);
 	if (cc->inval)
 		cache_invalidate_cancel(cc->inval);
 	else if (!cc->wlearn && (cc->w_all || cc->nw))

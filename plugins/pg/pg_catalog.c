@@ -26,6 +26,7 @@ struct pg_catalog_req {
 	void *arg;
 	uint64_t gen; /* cat->gen when asked: a forget since makes the answer worthless */
 	bool cancelled;
+	bool retried; /* asked again on a new connection after the old one broke */
 };
 
 enum pg_catalog_state { PG_CAT_DOWN, PG_CAT_CONNECTING, PG_CAT_READY, PG_CAT_BUSY };
@@ -89,7 +90,7 @@ static void pg_catalog_deps_free(struct pg_catalog_deps *d)
 	free(d);
 }
 
-void pg_catalog_forget(struct pg_catalog *cat)
+static void pg_catalog_free_all(struct pg_catalog *cat)
 {
 	for (size_t i = 0; i < cat->nb; i++) {
 		while (cat->b[i]) {
@@ -99,6 +100,11 @@ void pg_catalog_forget(struct pg_catalog *cat)
 		}
 	}
 	cat->n = 0;
+}
+
+void pg_catalog_forget(struct pg_catalog *cat)
+{
+	/* entries stay (replaced when learnt again) for pg_catalog_peek */
 	cat->gen++;
 }
 
@@ -126,27 +132,46 @@ static struct pg_catalog_deps *pg_catalog_find(struct pg_catalog *cat, const cha
 	return NULL;
 }
 
-const struct pg_catalog_deps *pg_catalog_get(struct pg_catalog *cat, const char *search_path, const char *name)
+static const struct pg_catalog_deps *pg_catalog_lookup(struct pg_catalog *cat, const char *search_path,
+							const char *name, bool current, int64_t ttl_factor)
 {
-	char *key = pg_catalog_key(search_path, name);
-	if (!key)
-		return NULL;
-	uint64_t h = pg_catalog_hash(key);
-	struct pg_catalog_deps *d = pg_catalog_find(cat, key, h);
-	free(key);
-	if (!d)
+	char key[512];
+	int kl = snprintf(key, sizeof(key), "%s\x01%s", search_path ? search_path : "", name);
+	struct pg_catalog_deps *d;
+	if (kl < 0 || (size_t)kl >= sizeof(key)) {
+		char *k = pg_catalog_key(search_path, name);
+		if (!k)
+			return NULL;
+		d = pg_catalog_find(cat, k, pg_catalog_hash(k));
+		free(k);
+	} else {
+		d = pg_catalog_find(cat, key, pg_catalog_hash(key));
+	}
+	if (!d || (current && d->gen != cat->gen))
 		return NULL;
 	struct cache *c = cache_instance();
 	int64_t ttl = c ? cache_schema_ttl(c) : 30000;
-	if (pg_catalog_now() - d->learnt_ms > ttl)
+	if (pg_catalog_now() - d->learnt_ms > ttl * ttl_factor)
 		return NULL; /* relearnt by the caller; the stale entry is replaced then */
 	return d;
+}
+
+const struct pg_catalog_deps *pg_catalog_get(struct pg_catalog *cat, const char *search_path, const char *name)
+{
+	return pg_catalog_lookup(cat, search_path, name, true, 1);
+}
+
+const struct pg_catalog_deps *pg_catalog_peek(struct pg_catalog *cat, const char *search_path, const char *name)
+{
+	return pg_catalog_lookup(cat, search_path, name, false, 2);
 }
 
 /* Adds (or replaces) the entry for key. */
 static struct pg_catalog_deps *pg_catalog_put(struct pg_catalog *cat, char *key)
 {
 	uint64_t h = pg_catalog_hash(key);
+	if (cat->n >= 50000)
+		pg_catalog_free_all(cat); /* a schema of that many names: start again */
 	if (cat->n + 1 > cat->nb * 2) {
 		size_t nb = cat->nb ? cat->nb * 2 : 64;
 		struct pg_catalog_deps **b = calloc(nb, sizeof(*b));
@@ -178,6 +203,7 @@ static struct pg_catalog_deps *pg_catalog_put(struct pg_catalog *cat, char *key)
 		return NULL;
 	d->key = key;
 	d->hash = h;
+	d->gen = cat->gen;
 	d->learnt_ms = pg_catalog_now();
 	d->next = cat->b[h % cat->nb];
 	cat->b[h % cat->nb] = d;
@@ -203,11 +229,14 @@ static int pg_catalog_strv_add(char ***v, size_t *n, const char *s)
 /* --- the question --- */
 
 /* For each name: 'r' rows for what a read depends on (views expanded through their rewrite
- * rules), 'w' rows for what a write reaches (foreign keys with actions, partition/inheritance
- * parents and children) with '*' instead of 'w' for a relation whose writes tether cannot follow
- * (a view, rules, user triggers), and a '?' row when the name does not resolve. */
+ * rules), with the relation's kind and, for a view, its definition (PostgreSQL records no
+ * dependency on built-in functions, so what a view calls is read from its text); 'w' rows for
+ * what a write reaches (foreign keys with actions, partition/inheritance parents and children)
+ * with '*' instead of 'w' for a relation whose writes tether cannot follow (a view, rules, user
+ * triggers); and a '?' row when the name does not resolve. */
 static const char pg_catalog_sql[] =
-	"SELECT n, 'r', format('%I.%I', ns.nspname, c.relname) FROM unnest($1::text[]) n,"
+	"SELECT n, 'r', format('%I.%I', ns.nspname, c.relname), c.relkind::text,"
+	"  CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END FROM unnest($1::text[]) n,"
 	" LATERAL (WITH RECURSIVE d(oid) AS (SELECT to_regclass(n)::oid UNION"
 	"  SELECT dep.refobjid FROM d JOIN pg_class v ON v.oid = d.oid AND v.relkind = 'v'"
 	"  JOIN pg_rewrite rw ON rw.ev_class = d.oid"
@@ -217,7 +246,7 @@ static const char pg_catalog_sql[] =
 	" UNION ALL"
 	" SELECT n, CASE WHEN c.relkind = 'v' OR c.relhasrules OR EXISTS (SELECT 1 FROM pg_trigger t"
 	"  WHERE t.tgrelid = c.oid AND NOT t.tgisinternal) THEN '*' ELSE 'w' END,"
-	"  format('%I.%I', ns.nspname, c.relname) FROM unnest($1::text[]) n,"
+	"  format('%I.%I', ns.nspname, c.relname), c.relkind::text, NULL FROM unnest($1::text[]) n,"
 	" LATERAL (WITH RECURSIVE w(oid) AS (SELECT to_regclass(n)::oid UNION"
 	"  SELECT x.o FROM w, LATERAL ("
 	"   SELECT conrelid FROM pg_constraint WHERE contype = 'f' AND confrelid = w.oid"
@@ -226,7 +255,7 @@ static const char pg_catalog_sql[] =
 	"   UNION ALL SELECT inhrelid FROM pg_inherits WHERE inhparent = w.oid) x(o))"
 	"  SELECT oid FROM w) r JOIN pg_class c ON c.oid = r.oid JOIN pg_namespace ns ON ns.oid = c.relnamespace"
 	" UNION ALL"
-	" SELECT n, '?', '' FROM unnest($1::text[]) n WHERE to_regclass(n) IS NULL";
+	" SELECT n, '?', '', '', NULL FROM unnest($1::text[]) n WHERE to_regclass(n) IS NULL";
 
 /* A text[] literal: {"a","b"} with " and \ escaped. */
 static char *pg_catalog_array(char *const *names, size_t n)
@@ -255,6 +284,7 @@ static char *pg_catalog_array(char *const *names, size_t n)
 }
 
 static void pg_catalog_close(struct pg_catalog *cat, const char *why);
+static void pg_catalog_connect(struct pg_catalog *cat);
 static void pg_catalog_next(struct pg_catalog *cat);
 static void pg_catalog_on_io(evutil_socket_t fd, short what, void *arg);
 
@@ -291,6 +321,25 @@ static void pg_catalog_fail_all(struct pg_catalog *cat)
 	}
 }
 
+/* A view's definition: what it calls decides whether reads of it may be cached (volatile
+ * functions: no) and whether running it may write (functions or operators tether does not
+ * know: then a statement reading it invalidates everything). */
+static void pg_catalog_view(struct pg_catalog_deps *d, const char *def)
+{
+	struct cache *c = cache_instance();
+	struct cache_sql_opts opts = c ? cache_sql_options(c) : (struct cache_sql_opts){ 0 };
+	struct cache_sql_info info;
+	if (cache_sql_analyze(def, strlen(def), &opts, &info) != 0) {
+		d->nocache = d->calls = true;
+		return;
+	}
+	if (!info.cacheable)
+		d->nocache = true;
+	if (info.invalidate_all)
+		d->calls = true;
+	cache_sql_info_deinit(&info);
+}
+
 /* Rows of the question's answer into the memo. */
 static bool pg_catalog_take(struct pg_catalog *cat, PGresult *res)
 {
@@ -323,6 +372,11 @@ static bool pg_catalog_take(struct pg_catalog *cat, PGresult *res)
 		if (kind[0] == '?') {
 			d->found = false;
 		} else if (kind[0] == 'r') {
+			const char *relkind = PQgetvalue(res, row, 3);
+			if (relkind[0] == 'S')
+				d->nocache = true; /* nextval/setval change it without a write tether sees */
+			if (!PQgetisnull(res, row, 4))
+				pg_catalog_view(d, PQgetvalue(res, row, 4));
 			ok = pg_catalog_strv_add(&d->reads, &d->nreads, rel) == 0;
 		} else {
 			if (kind[0] == '*')
@@ -335,7 +389,7 @@ static bool pg_catalog_take(struct pg_catalog *cat, PGresult *res)
 			ds[i]->write_all = true; /* a write to a name tether cannot resolve: anything */
 	free(ds);
 	if (!ok)
-		pg_catalog_forget(cat);
+		pg_catalog_forget(cat); /* a half-stored answer is not to be used */
 	return ok;
 }
 
@@ -536,14 +590,34 @@ static void pg_catalog_close(struct pg_catalog *cat, const char *why)
 	if (cat->conn)
 		PQfinish(cat->conn);
 	cat->conn = NULL;
+	bool was_up = cat->state == PG_CAT_READY || cat->state == PG_CAT_BUSY;
 	cat->state = PG_CAT_DOWN;
 	free(cat->cur_path);
 	cat->cur_path = NULL;
-	cat->backoff_ms = cat->backoff_ms ? cat->backoff_ms * 2 : 500;
+	if (was_up && cat->head && !cat->head->retried) {
+		/* a connection that worked broke (killed while idle, server restart): ask again at
+		 * once on a new one, before giving up on anybody */
+		for (struct pg_catalog_req *r = cat->head; r; r = r->next)
+			r->retried = true;
+		cat->backoff_ms = 0;
+		pg_catalog_connect(cat);
+		return;
+	}
+	cat->backoff_ms = was_up ? 0 : cat->backoff_ms ? cat->backoff_ms * 2 : 500;
 	if (cat->backoff_ms > PG_CATALOG_BACKOFF_MAX_MS)
 		cat->backoff_ms = PG_CATALOG_BACKOFF_MAX_MS;
 	cat->down_until = pg_catalog_now() + cat->backoff_ms;
 	pg_catalog_fail_all(cat);
+}
+
+/* libpq's notices (a FATAL from a server that is shutting down ...) go to the log, not stderr. */
+static void pg_catalog_notice(void *arg, const char *message)
+{
+	struct pg_catalog *cat = arg;
+	char msg[256];
+	snprintf(msg, sizeof(msg), "%s", message);
+	msg[strcspn(msg, "\n")] = 0;
+	log_debug(&cat->log, "catalog connection: %s", msg);
 }
 
 static void pg_catalog_connect(struct pg_catalog *cat)
@@ -576,6 +650,7 @@ static void pg_catalog_connect(struct pg_catalog *cat)
 		pg_catalog_close(cat, cat->conn ? PQerrorMessage(cat->conn) : "out of memory");
 		return;
 	}
+	PQsetNoticeProcessor(cat->conn, pg_catalog_notice, cat);
 	cat->state = PG_CAT_CONNECTING;
 	struct timeval tv = { db->connect_timeout / 1000, (db->connect_timeout % 1000) * 1000 };
 	evtimer_add(cat->timer, &tv);
@@ -652,7 +727,7 @@ void pg_catalog_destroy(struct pg_catalog *cat)
 	if (cat->conn)
 		PQfinish(cat->conn);
 	event_free(cat->timer);
-	pg_catalog_forget(cat);
+	pg_catalog_free_all(cat);
 	free(cat->b);
 	free(cat->cur_path);
 	free(cat);

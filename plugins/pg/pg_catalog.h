@@ -21,8 +21,12 @@ struct pg_catalog_deps {
 	char *key;                    /* search_path \x01 name */
 	uint64_t hash;
 	int64_t learnt_ms;
+	uint64_t gen;   /* the catalog's generation when learnt (pg_catalog_forget moves it) */
 	bool found;     /* the name resolves to a relation */
 	bool write_all; /* a write to it may change tables tether cannot name */
+	bool nocache;   /* reads of it are never cached (a sequence; a view calling volatile
+			   functions) */
+	bool calls;     /* reading it runs functions tether does not know: they may write */
 	char **reads, **writes;
 	size_t nreads, nwrites;
 };
@@ -31,8 +35,12 @@ struct pg_catalog *pg_catalog_create(struct pg_pool *pool);
 void pg_catalog_destroy(struct pg_catalog *cat);
 
 /* What is known of `name` under `search_path` (NULL: the server's default), or NULL when it
- * must be learnt first (or what was learnt is older than schema_ttl). */
+ * must be learnt first (learnt before the last pg_catalog_forget, or longer ago than
+ * schema_ttl). */
 const struct pg_catalog_deps *pg_catalog_get(struct pg_catalog *cat, const char *search_path, const char *name);
+/* The same, also answering with what was learnt before the last forget (still within twice
+ * schema_ttl): for deciding what a statement already on its way may write. */
+const struct pg_catalog_deps *pg_catalog_peek(struct pg_catalog *cat, const char *search_path, const char *name);
 
 /* Learns `names` under `search_path`; `cb(arg, ok)` runs later, once, with ok false when the
  * catalog could not be asked (then treat the names as unknown). Returns NULL when the catalog is
@@ -43,8 +51,9 @@ struct pg_catalog_req *pg_catalog_learn(struct pg_catalog *cat, const char *sear
 /* The caller lost interest: cb will not run. */
 void pg_catalog_cancel(struct pg_catalog_req *req);
 
-/* Forgets everything learnt (DDL went through this tether). Answers to questions asked before
- * are not remembered either. */
+/* Forgets everything learnt for lookups (DDL went through this tether, or the epoch moved):
+ * pg_catalog_get answers NULL until it is learnt again. Answers to questions asked before are
+ * not remembered either. */
 void pg_catalog_forget(struct pg_catalog *cat);
 /* A cache lookup read epoch digest `epoch`: when it differs from the last one seen, everything
  * learnt is forgotten and true is returned (the lookup should not be used). */

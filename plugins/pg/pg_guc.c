@@ -248,4 +248,5 @@ void pg_guc_applied(struct pg_client *c, struct pg_server *s)
 void pg_guc_server_reset(struct pg_server *s)
 {
 	pg_params_clear(&s->gucs);
+	s->tainted = false;
 }

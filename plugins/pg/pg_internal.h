@@ -221,6 +221,8 @@ struct pg_server {
 	uint64_t id;
 	bool held; /* the client's ReadyForQuery waits for the cache's invalidation (pg_cache.c) */
 	bool orphan; /* RESETTING: the client left while a write ran; invalidate once it answers */
+	bool tainted; /* a client changed its session (SET, set_config ...) in ways tether does not
+			 track: names resolve and results read differently until DISCARD/RESET ALL */
 };
 
 enum pg_tls_state { PG_TLS_NONE = 0, PG_TLS_REQUESTED, PG_TLS_HANDSHAKE, PG_TLS_ON, PG_TLS_REFUSED };

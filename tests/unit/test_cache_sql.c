@@ -195,6 +195,8 @@ static void uncacheable_reads(void)
 		"select * from t for key share",
 		"select * from t for update of t skip locked",
 		"select random()",
+		"select random() as r",
+		"select 1 as a, clock_timestamp() as b from t",
 		"select nextval('s')",
 		"select * from t where x = pg_sleep(1)",
 		"select txid_current()",
@@ -334,6 +336,11 @@ static void everything(void)
 	wr("frobnicate the table", NULL);
 	wr("select 1; call p()", NULL);
 	wr("select my_writer()", NULL);
+	wr("select my_writer() as b", NULL);
+	wr("select 1, my_writer() as b, 2 from t", NULL);
+	/* a user's operator runs a function tether does not know */
+	wr("select id ### 1 from t where id = 1", NULL);
+	wr("select a <~> b from t", NULL);
 	wr("load 'plugin'", NULL);
 	wr("import foreign schema s from server x into y", NULL);
 }
@@ -350,6 +357,15 @@ int main(void)
 	ddl();
 	everything();
 	ok(cache_sql_function_safe("count") && !cache_sql_function_safe("my_func"), "safe list");
+	/* built-in operators, including those the lexer runs into a unary sign */
+	rd("select * from t where a=-1 and b<>+2 and c >= -3 and d @> '{1}' and e->>'k' = 'v'", "t");
+	rd("select a || b, x::text, arr[1:2], j #>> '{a,b}' from t where r <-> p < 5", "t");
+	ok(cache_sql_operator_builtin("=") && cache_sql_operator_builtin("<=-") && cache_sql_operator_builtin("@>") &&
+		   !cache_sql_operator_builtin("###") && !cache_sql_operator_builtin("@-@-"),
+	   "operator list (a trailing sign splits off unless the operator holds ~!@#%%^&|`?)");
+	/* reads stay listed for an uncacheable single read (the pooler checks them for views) */
+	analyze("select random() from v");
+	is_str(names(&info.reads), "v", "an uncacheable read still lists what it reads");
 	ok(cache_sql_function_volatile("pg_advisory_unlock_all") && !cache_sql_function_volatile("now"),
 	   "volatile list (now() is cacheable: the TTL bounds it)");
 	cache_sql_info_deinit(&info);

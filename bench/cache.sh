@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# Measures tether's read cache on pgbench data, in one run on one machine: one throwaway
+# PostgreSQL 15 cluster (fsync off, pgbench scale 10), one redis-server on a unix socket, and two
+# tetherds (transaction mode, pool_size 20) in front of the same database, one without a `cache`
+# section ("off") and one caching two statements ("on"):
+#
+#   expensive  a join + aggregate over 20,000 pgbench_accounts rows of one branch (a few ms),
+#              parameterized by the branch id (10 distinct keys)
+#   cheap      a point lookup of pgbench_accounts by aid over a hot set of 10,000 accounts
+#   write      an update of one account's abalance (invalidates every entry reading
+#              pgbench_accounts: invalidation is per table)
+#
+# The mix is 90 % reads / 10 % writes (pgbench -f expensive@45 -f cheap@45 -f write@10), run
+# through "off" and "on" with the same clients (-c 20 -j 2), with -M extended and -M simple. For
+# each it prints tps, latency avg/p50/p99 (from pgbench's per-transaction logs, also per script),
+# the hit ratio from /admin/cache, and the on/off ratios; then the read-only cheap lookup
+# straight to PostgreSQL against the same lookup answered from the cache (p50 of a hit vs
+# p50 of the direct query). Not run in CI; needs root (apt-get, runuser) and takes about
+# 6 x T seconds plus half a minute.
+#
+# Usage: bench/cache.sh [-T seconds per pgbench run (15)] [-s scale (10)] [-c clients (20)]
+# TETHERD=path uses that binary instead of building build/tetherd.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DUR=15 SCALE=10 CLIENTS=20
+while getopts "T:s:c:h" opt; do
+  case $opt in
+    T) DUR=$OPTARG ;;
+    s) SCALE=$OPTARG ;;
+    c) CLIENTS=$OPTARG ;;
+    *) sed -n '2,23p' "$0"; exit 2 ;;
+  esac
+done
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+JOBS=2 # the machine has 2 cores
+
+# --- what the bench needs --------------------------------------------------------------------
+need=()
+[ -x "$PG_BIN/pgbench" ] || need+=(postgresql-15 postgresql-contrib-15)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ -z "${TETHERD:-}" ]; then
+  make -s build/tetherd
+  TETHERD=build/tetherd
+fi
+TETHERD=$(realpath "$TETHERD")
+id postgres >/dev/null 2>&1 || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin postgres
+
+tmp=$(mktemp -d /tmp/tether-bench-cache-XXXXXX)
+chmod 755 "$tmp"
+mkdir -p "$tmp/off" "$tmp/on" "$tmp/logs"
+chown postgres: "$tmp"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -f "$tmp/data/postmaster.pid" ]; then
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$tmp/data" -m immediate stop >/dev/null 2>&1 || true
+  fi
+  sleep 0.3
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PGPORT=$(port) TPORT=$(port) ADMIN_OFF=$(port) ADMIN_ON=$(port)
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+runuser -u postgres -- "$PG_BIN/initdb" -D "$tmp/data" -U postgres --auth=trust --no-sync \
+  --encoding=UTF8 --locale=C >/dev/null
+cat >> "$tmp/data/postgresql.conf" <<EOF
+listen_addresses = ''
+port = $PGPORT
+unix_socket_directories = '$tmp'
+max_connections = 200
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$tmp/data" -l "$tmp/postgres.log" -w start >/dev/null
+psql() { "$PG_BIN/psql" -X -q -h "$tmp" -p "$PGPORT" -U postgres -v ON_ERROR_STOP=1 "$@"; }
+psql -c "create role bench login" -c "create database bench owner bench"
+"$PG_BIN/pgbench" -i -q -s "$SCALE" -h "$tmp" -p "$PGPORT" -U bench bench 2>/dev/null
+
+# --- Redis -----------------------------------------------------------------------------------
+redis-server --port 0 --unixsocket "$tmp/redis.sock" --unixsocketperm 700 --save "" \
+  --appendonly no --daemonize no --dir "$tmp" > "$tmp/redis.log" 2>&1 &
+pids+=($!)
+
+# --- the pgbench scripts ---------------------------------------------------------------------
+# Rules match the normalized statement: -M simple sends literals, -M extended $1, $2 ...
+cat > "$tmp/expensive.sql" <<'EOF'
+\set bid random(1, :scale)
+select b.bbalance, count(*), sum(a.abalance), max(a.abalance) from pgbench_branches b join pgbench_accounts a on a.bid = b.bid where b.bid = :bid and a.aid between (:bid - 1) * 100000 + 1 and (:bid - 1) * 100000 + 20000 group by b.bbalance;
+EOF
+cat > "$tmp/cheap.sql" <<'EOF'
+\set aid random(1, 10000)
+select abalance from pgbench_accounts where aid = :aid;
+EOF
+cat > "$tmp/write.sql" <<'EOF'
+\set aid random(1, 10000)
+\set delta random(-5000, 5000)
+update pgbench_accounts set abalance = abalance + :delta where aid = :aid;
+EOF
+MIX=(-f "$tmp/expensive.sql@45" -f "$tmp/cheap.sql@45" -f "$tmp/write.sql@10")
+SCRIPT_NAMES="expensive,cheap,write" # script numbers in pgbench's logs, for per-script latencies
+
+# --- tether, without and with the cache -------------------------------------------------------
+tether_conf() { # dir admin-port
+  cat <<EOF
+admin: {listen: ["tcp://127.0.0.1:$2"]}
+log: {level: warn}
+postgres:
+  listen: ["unix://$tmp/$1"]
+  port: $TPORT
+  databases:
+    bench: {host: "$tmp", port: $PGPORT, dbname: bench, user: bench, pool_mode: transaction, pool_size: 20}
+EOF
+}
+tether_conf off "$ADMIN_OFF" > "$tmp/off.yaml"
+tether_conf on "$ADMIN_ON" > "$tmp/on.yaml"
+cat >> "$tmp/on.yaml" <<EOF
+cache:
+  redis: unix://$tmp/redis.sock
+  rules:
+    - database: bench
+      match: '^select b\.bbalance, count\(\*\), sum\(a\.abalance\), max\(a\.abalance\) from pgbench_branches b join pgbench_accounts a'
+      ttl: 60s
+    - database: bench
+      match: '^select abalance from pgbench_accounts where aid = '
+      ttl: 60s
+EOF
+for side in off on; do
+  "$TETHERD" -c "$tmp/$side.yaml" > "$tmp/tetherd-$side.log" 2>&1 &
+  pids+=($!)
+done
+for _ in $(seq 100); do
+  [ -S "$tmp/off/.s.PGSQL.$TPORT" ] && [ -S "$tmp/on/.s.PGSQL.$TPORT" ] && [ -S "$tmp/redis.sock" ] && break
+  sleep 0.1
+done
+for side in off on; do
+  [ -S "$tmp/$side/.s.PGSQL.$TPORT" ] || { echo "tetherd ($side) did not start:" >&2; cat "$tmp/tetherd-$side.log" >&2; exit 1; }
+done
+[ -S "$tmp/redis.sock" ] || { echo "redis did not start:" >&2; cat "$tmp/redis.log" >&2; exit 1; }
+cache_json() { python3 -c 'import json, sys, urllib.request
+print(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/admin/cache", timeout=5).read().decode())' "$ADMIN_ON"; }
+for _ in $(seq 50); do
+  cache_json 2>/dev/null | grep -q '"readable": *true' && break
+  sleep 0.1
+done
+cache_json | grep -q '"readable": *true' || { echo "tetherd (on) cannot read Redis:" >&2; cat "$tmp/tetherd-on.log" >&2; exit 1; }
+
+declare -A SOCK=([direct]="$tmp -p $PGPORT" [off]="$tmp/off -p $TPORT" [on]="$tmp/on -p $TPORT")
+echo "tether $("$TETHERD" --version 2>&1 | head -1); PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}'); $(redis-server --version | awk '{print $1, $3}')" >&2
+echo "pgbench scale $SCALE, ${DUR}s per run, -c $CLIENTS -j $JOBS, pool size 20, unix sockets, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+# what a statement costs the server alone (one client, warm buffers): median of 20 timed runs
+alone() {
+  python3 - "$PG_BIN/psql" "$tmp" "$PGPORT" "$1" <<'PY'
+import statistics, subprocess, sys
+psql, sockdir, port, sql = sys.argv[1:]
+script = "\\timing on\n" + "".join(sql.replace(":bid", str(1 + i % 10)).replace(":aid", str(1 + i)) + "\n"
+                                    for i in range(25))
+out = subprocess.run([psql, "-X", "-q", "-h", sockdir, "-p", port, "-U", "bench", "-d", "bench", "-o", "/dev/null"],
+                     input=script, capture_output=True, text=True).stdout
+ms = [float(l.split()[1]) for l in out.splitlines() if l.startswith("Time:")][5:]
+print(f"{statistics.median(ms):.2f}" if ms else "-")
+PY
+}
+echo "alone, one client, direct: expensive read $(alone "$(sed -n 2p "$tmp/expensive.sql")") ms," \
+  "cheap lookup $(alone "$(sed -n 2p "$tmp/cheap.sql")") ms (median server round trip, psql timing)" >&2
+
+# latency NAME: "avg p50 p99" over every transaction of the run's logs, then per script
+latency() {
+  python3 - "$tmp/logs/$1" "$2" <<'EOF'
+import glob, sys
+prefix, names = sys.argv[1], sys.argv[2].split(",")
+lat = {}
+for path in glob.glob(prefix + ".*"):
+    with open(path) as f:
+        for line in f:
+            p = line.split()
+            if len(p) >= 4 and p[2].isdigit():
+                lat.setdefault(int(p[3]), []).append(int(p[2]) / 1000.0)
+def stats(v):
+    v = sorted(v)
+    if not v:
+        return "- - -"
+    pick = lambda q: v[min(len(v) - 1, int(q * len(v)))]
+    return f"{sum(v) / len(v):.2f} {pick(0.50):.2f} {pick(0.99):.2f}"
+print(stats([x for v in lat.values() for x in v]))
+print(" ".join(f"{names[k] if k < len(names) else k}={stats(lat[k]).split()[1]}" for k in sorted(lat)))
+EOF
+}
+
+declare -A TPS LAT PER HIT # by run name
+# run NAME TARGET pgbench-args...: one pgbench run with per-transaction logs (NAMES: the scripts)
+run() {
+  local name=$1 target=$2 names=${NAMES:-$SCRIPT_NAMES}; shift 2
+  psql -d bench -c "vacuum analyze pgbench_branches, pgbench_accounts"
+  local before="" after="" out rc=0
+  [ "$target" = on ] && before=$(cache_json)
+  # shellcheck disable=SC2086
+  out=$(cd "$tmp/logs" && "$PG_BIN/pgbench" -n -h ${SOCK[$target]} -U bench -T "$DUR" -c "$CLIENTS" -j "$JOBS" \
+    --log --log-prefix="$name" "$@" bench 2>&1) || rc=$?
+  [ "$target" = on ] && after=$(cache_json)
+  local tps errors
+  tps=$(awk '/^tps = / {print $3}' <<<"$out")
+  errors=$(grep -c -E "error|ERROR|FATAL" <<<"$out" || true)
+  if [ "$rc" -ne 0 ] || [ -z "$tps" ] || [ "$errors" -gt 0 ]; then
+    printf '%-24s FAILED (exit %s): %s\n' "$name" "$rc" "$(grep -m1 -E "ERROR|FATAL|error" <<<"$out" | cut -c1-150)" >&2
+    TPS[$name]=FAILED LAT[$name]="- - -" PER[$name]="" HIT[$name]="-"
+    return
+  fi
+  TPS[$name]=$tps
+  { read -r lat; read -r per; } < <(latency "$name" "$names")
+  LAT[$name]=$lat PER[$name]=$per HIT[$name]="-"
+  if [ "$target" = on ]; then
+    HIT[$name]=$(python3 -c 'import json, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+h, m = b["hits"] - a["hits"], b["misses"] - a["misses"]
+y = sum(b["bypasses"].values()) - sum(a["bypasses"].values())
+print(f"{h / max(1, h + m + y):.3f}")' "$before" "$after")
+  fi
+  read -r avg p50 p99 <<<"${LAT[$name]}"
+  printf '%-24s %9.0f tps  latency ms avg %s p50 %s p99 %s  (p50 %s)  hit ratio %s\n' "$name" "$tps" "$avg" "$p50" "$p99" \
+    "${PER[$name]}" "${HIT[$name]}" >&2
+}
+
+ratio() { # a b -> a/b or -
+  python3 -c "import sys
+a, b = sys.argv[1], sys.argv[2]
+try: print(f'{float(a) / float(b):.2f}')
+except (ValueError, ZeroDivisionError): print('-')" "$1" "$2"
+}
+
+for mode in extended simple; do
+  run "mix-$mode-off" off -M "$mode" "${MIX[@]}"
+  run "mix-$mode-on" on -M "$mode" "${MIX[@]}"
+  echo "  mix -M $mode: tps on/off $(ratio "${TPS[mix-$mode-on]}" "${TPS[mix-$mode-off]}")" >&2
+done
+# the cheap lookup alone (read-only): PostgreSQL directly vs answered from the cache
+NAMES=cheap run "cheap-direct" direct -M extended -f "$tmp/cheap.sql"
+# warm-up (not reported): every one of the 10,000 hot keys stored, so the next run is all hits
+(cd "$tmp/logs" && "$PG_BIN/pgbench" -n -h "$tmp/on" -p "$TPORT" -U bench -T 3 -c "$CLIENTS" -j "$JOBS" -M extended \
+  -f "$tmp/cheap.sql" bench >/dev/null 2>&1) || true
+NAMES=cheap run "cheap-on" on -M extended -f "$tmp/cheap.sql"
+
+# --- the table -------------------------------------------------------------------------------
+fmt() { [[ $1 =~ ^[0-9.]+$ ]] && printf "%.0f" "$1" || printf "%s" "$1"; }
+col() { awk -v i="$2" '{print $i}' <<<"${LAT[$1]}"; }
+echo
+echo "pgbench -T $DUR -c $CLIENTS -j $JOBS, scale $SCALE, pool size 20, unix sockets; mix = expensive@45 cheap@45 write@10"
+printf '| %-15s | %9s | %9s | %6s | %13s | %13s | %9s |\n' run "tps off" "tps on" on/off "p50 ms off/on" "p99 ms off/on" "hit ratio"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' ----------------- ----------- ----------- -------- --------------- --------------- -----------
+for mode in extended simple; do
+  off=mix-$mode-off on=mix-$mode-on
+  printf '| %-15s | %9s | %9s | %6s | %13s | %13s | %9s |\n' "mix -M $mode" "$(fmt "${TPS[$off]}")" "$(fmt "${TPS[$on]}")" \
+    "$(ratio "${TPS[$on]}" "${TPS[$off]}")" "$(col "$off" 2)/$(col "$on" 2)" "$(col "$off" 3)/$(col "$on" 3)" "${HIT[$on]}"
+done
+echo
+echo "per-script p50 (ms):"
+for r in mix-extended-off mix-extended-on mix-simple-off mix-simple-on; do echo "  $r: ${PER[$r]}"; done
+echo
+echo "cheap lookup alone, -M extended: direct to PostgreSQL $(fmt "${TPS[cheap-direct]}") tps p50 $(col cheap-direct 2) ms p99 $(col cheap-direct 3) ms;"
+echo "  from the cache $(fmt "${TPS[cheap-on]}") tps p50 $(col cheap-on 2) ms p99 $(col cheap-on 3) ms (hit ratio ${HIT[cheap-on]});" \
+  "hit p50 / direct p50 = $(ratio "$(col cheap-on 2)" "$(col cheap-direct 2)")"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
