@@ -24,6 +24,13 @@
 
 struct forward_req;
 
+/* A route's metric series: routes are the plugins' literals, a handful per plugin. */
+#define FORWARD_ROUTE_CACHE 16
+struct forward_series {
+	const char *route;
+	struct metric_series *upstream, *requests[6]; /* requests by forward_status_class */
+};
+
 struct forward {
 	struct core *core;
 	struct forward_spec spec;
@@ -40,6 +47,8 @@ struct forward {
 	void (*drain_done)(void *arg);
 	void *drain_arg;
 	struct metric *m_requests, *m_upstream, *m_errors;
+	struct forward_series routes[FORWARD_ROUTE_CACHE]; /* series per route, looked up once */
+	size_t nroutes;
 	struct metric_series *m_bytes_in, *m_bytes_out, *m_token_waits, *m_token_failures;
 };
 
@@ -68,10 +77,28 @@ static double forward_elapsed(const struct timespec *since)
 	return (double)(now.tv_sec - since->tv_sec) + (double)(now.tv_nsec - since->tv_nsec) / 1e9;
 }
 
-static const char *forward_status_class(int status)
+static const char *const forward_classes[] = { "1xx", "2xx", "3xx", "4xx", "5xx", "aborted" };
+
+static size_t forward_status_index(int status)
 {
-	static const char *const cls[] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
-	return status >= 100 && status < 600 ? cls[status / 100 - 1] : "aborted";
+	return status >= 100 && status < 600 ? (size_t)(status / 100 - 1) : 5;
+}
+
+/* The cached series of a route (NULL when the cache is full: callers look up as before). */
+static struct forward_series *forward_series_for(struct forward *f, const char *route)
+{
+	for (size_t i = 0; i < f->nroutes; i++)
+		if (f->routes[i].route == route || strcmp(f->routes[i].route, route) == 0)
+			return &f->routes[i];
+	if (f->nroutes == FORWARD_ROUTE_CACHE)
+		return NULL;
+	struct forward_series *fs = &f->routes[f->nroutes++];
+	memset(fs, 0, sizeof(*fs));
+	fs->route = route; /* a literal (struct forward_call) */
+	fs->upstream = metrics_series(f->m_upstream, route);
+	for (size_t i = 0; i < 6; i++)
+		fs->requests[i] = metrics_series(f->m_requests, route, forward_classes[i]);
+	return fs;
 }
 
 /* --- request lifetime --- */
@@ -115,7 +142,10 @@ static void forward_req_finish(struct forward_req *fr, int status)
 		http_client_req_cancel(fr->up);
 		fr->up = NULL;
 	}
-	metrics_add(metrics_series(f->m_requests, fr->call.route ? fr->call.route : "none", forward_status_class(status)),
+	struct forward_series *fs = forward_series_for(f, fr->call.route ? fr->call.route : "none");
+	size_t cls = forward_status_index(status);
+	metrics_add(fs ? fs->requests[cls]
+		       : metrics_series(f->m_requests, fr->call.route ? fr->call.route : "none", forward_classes[cls]),
 		    1);
 	metrics_add(f->m_bytes_in, (double)fr->bytes_in);
 	metrics_add(f->m_bytes_out, (double)fr->bytes_out);
@@ -235,7 +265,8 @@ static void forward_up_headers(struct http_client_req *up, int status, void *arg
 	struct forward *f = fr->f;
 	forward_enter(fr);
 	fr->status = status;
-	metrics_observe(metrics_series(f->m_upstream, fr->call.route), forward_elapsed(&fr->t_up));
+	struct forward_series *fs = forward_series_for(f, fr->call.route);
+	metrics_observe(fs ? fs->upstream : metrics_series(f->m_upstream, fr->call.route), forward_elapsed(&fr->t_up));
 	if (status == 401 && fr->token)
 		credentials_invalidate(core_credentials(f->core), fr->scopes, fr->token);
 	struct http_request *r = fr->r;
@@ -381,15 +412,19 @@ static void forward_req_start(struct forward_req *fr, const char *token)
 	}
 	forward_copy_headers(fr, up, r);
 	if (token) {
-		char *auth;
-		if (asprintf(&auth, "Bearer %s", token) < 0) {
+		size_t tlen = strlen(token);
+		char small[512], *auth = tlen + 8 <= sizeof(small) ? small : malloc(tlen + 8);
+		if (!auth) {
 			http_client_req_cancel(up);
 			forward_req_error(fr, 500, "internal", "out of memory");
 			return;
 		}
+		memcpy(auth, "Bearer ", 7);
+		memcpy(auth + 7, token, tlen + 1);
 		http_client_req_header(up, "Authorization", auth);
-		explicit_bzero(auth, strlen(auth));
-		free(auth);
+		explicit_bzero(auth, tlen + 7);
+		if (auth != small)
+			free(auth);
 		fr->token = strdup(token); /* to invalidate it after a 401; never logged */
 	}
 	if (fr->has_body)
@@ -482,10 +517,18 @@ static void forward_on_request(struct http_request *r, void *arg)
 				  "(auth_header: reject)");
 		goto out;
 	}
-	const char *q = http_request_query(r);
-	if (asprintf(&fr->url, "%s%s%s%s", f->endpoint, http_request_path(r), *q ? "?" : "", q) < 0 ||
-	    !(fr->scopes = strdup(f->scopes))) {
-		fr->url = NULL;
+	const char *q = http_request_query(r), *path = http_request_path(r);
+	size_t elen = strlen(f->endpoint), plen = strlen(path), qlen = strlen(q);
+	fr->url = malloc(elen + plen + qlen + 2);
+	if (fr->url) {
+		char *u = fr->url;
+		memcpy(u, f->endpoint, elen), u += elen;
+		memcpy(u, path, plen), u += plen;
+		if (qlen)
+			*u++ = '?', memcpy(u, q, qlen), u += qlen;
+		*u = '\0';
+	}
+	if (!fr->url || !(fr->scopes = strdup(f->scopes))) {
 		forward_req_error(fr, 500, "internal", "out of memory");
 		goto out;
 	}

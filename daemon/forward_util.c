@@ -35,6 +35,10 @@ bool forward_hop_by_hop(const char *name, const char *connection)
 {
 	static const char *const hop[] = { "Connection", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding",
 					   "Upgrade", "Proxy-Connection" };
+	/* Every name above starts with c, k, t, u or p: most headers are ruled out by one test. */
+	char c0 = (char)(name[0] | 0x20);
+	if (c0 != 'c' && c0 != 'k' && c0 != 't' && c0 != 'u' && c0 != 'p')
+		return connection && forward_connection_names(connection, name);
 	for (size_t i = 0; i < sizeof(hop) / sizeof(*hop); i++)
 		if (strcasecmp(name, hop[i]) == 0)
 			return true;

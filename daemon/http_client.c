@@ -204,6 +204,26 @@ static const char *http_client_result_label(enum http_client_result r)
 	return r == HTTP_CLIENT_OK ? "ok" : r == HTTP_CLIENT_RETRY ? "retry" : "fail";
 }
 
+struct http_client_series *http_client_series_for(struct http_client *c, const char *upstream)
+{
+	if (!c->metrics)
+		return NULL;
+	for (size_t i = 0; i < c->nseries; i++)
+		if (strcmp(c->series[i].upstream, upstream) == 0)
+			return &c->series[i];
+	if (c->nseries == HTTP_CLIENT_SERIES_CACHE || strlen(upstream) >= sizeof(c->series[0].upstream))
+		return NULL;
+	struct http_client_series *s = &c->series[c->nseries];
+	memset(s, 0, sizeof(*s));
+	strcpy(s->upstream, upstream);
+	s->inflight = metrics_series(c->m_inflight, upstream);
+	s->duration = metrics_series(c->m_duration, upstream);
+	if (!s->inflight || !s->duration)
+		return NULL;
+	c->nseries++;
+	return s;
+}
+
 /* --- request lifetime --- */
 
 static bool http_client_state_active(enum http_client_req_state s)
@@ -233,6 +253,8 @@ void http_client_req_set_state(struct http_client_req *r, enum http_client_req_s
 	r->state = to;
 }
 
+static void http_client_req_release(struct http_client_req *r);
+
 void http_client_req_free(struct http_client_req *r)
 {
 	struct http_client *c = r->c;
@@ -243,29 +265,42 @@ void http_client_req_free(struct http_client_req *r)
 		c->reqs = r->next;
 	if (r->next)
 		r->next->prev = r->prev;
-	if (r->easy && !c->destroying && c->nspare < HTTP_CLIENT_SPARE_EASY) {
-		curl_easy_reset(r->easy); /* (options gone; caches and the connection pool stay in multi) */
-		c->spare[c->nspare++] = r->easy;
-	} else if (r->easy) {
-		curl_easy_cleanup(r->easy);
+	curl_slist_free_all(r->headers);
+	free(r->method);
+	free(r->url);
+	free(r->log_target);
+	if (!c->destroying && c->nspare < HTTP_CLIENT_SPARE_REQS && r->easy && r->ev && r->body_in && r->replay &&
+	    r->chunk) {
+		/* Kept whole for the next request (http_client_req_create): the easy handle keeps its
+		 * options, curl's caches and connection pool stay in the multi handle. */
+		event_del(r->ev);
+		curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, NULL); /* the list is freed above */
+		evbuffer_drain(r->body_in, evbuffer_get_length(r->body_in));
+		evbuffer_drain(r->replay, evbuffer_get_length(r->replay));
+		evbuffer_drain(r->chunk, evbuffer_get_length(r->chunk));
+		r->next = c->spare;
+		c->spare = r;
+		c->nspare++;
+		return;
 	}
+	http_client_req_release(r);
+}
+
+/* Frees a request struct and what it owns (off every list already). */
+static void http_client_req_release(struct http_client_req *r)
+{
+	if (r->easy)
+		curl_easy_cleanup(r->easy);
 	if (r->ev)
 		event_free(r->ev);
-	curl_slist_free_all(r->headers);
-	for (size_t i = 0; i < r->nrh; i++) {
-		free(r->rh[i].name);
-		free(r->rh[i].value);
-	}
 	free(r->rh);
+	free(r->hbuf);
 	if (r->body_in)
 		evbuffer_free(r->body_in);
 	if (r->replay)
 		evbuffer_free(r->replay);
 	if (r->chunk)
 		evbuffer_free(r->chunk);
-	free(r->method);
-	free(r->url);
-	free(r->log_target);
 	free(r);
 }
 
@@ -283,11 +318,8 @@ static void http_client_req_arm(struct http_client_req *r, int64_t delay_ms)
 
 static void http_client_reset_response(struct http_client_req *r)
 {
-	for (size_t i = 0; i < r->nrh; i++) {
-		free(r->rh[i].name);
-		free(r->rh[i].value);
-	}
 	r->nrh = 0;
+	r->hlen = 0;
 	r->status = 0;
 	r->head_done = false;
 }
@@ -315,10 +347,18 @@ static void http_client_finish(struct http_client_req *r, enum http_client_resul
 	struct http_client *c = r->c;
 	http_client_req_set_state(r, HTTP_CLIENT_REQ_DONE);
 	if (c->metrics && r->attempts > 0) {
-		metrics_add(metrics_series(c->m_requests, r->upstream, http_client_result_label(res),
-					   http_client_status_class(r->delivered ? r->status : 0)),
+		int status = r->delivered ? r->status : 0;
+		int cls = status >= 100 && status <= 599 ? status / 100 : 0;
+		struct metric_series **req = r->ms ? &r->ms->requests[res == HTTP_CLIENT_OK ? 0 : res == HTTP_CLIENT_RETRY ? 1 : 2][cls]
+						   : NULL;
+		if (req && !*req)
+			*req = metrics_series(c->m_requests, r->upstream, http_client_result_label(res),
+					      http_client_status_class(status));
+		metrics_add(req ? *req
+				: metrics_series(c->m_requests, r->upstream, http_client_result_label(res),
+						 http_client_status_class(status)),
 			    1);
-		metrics_observe(metrics_series(c->m_duration, r->upstream),
+		metrics_observe(r->ms ? r->ms->duration : metrics_series(c->m_duration, r->upstream),
 				(double)(http_client_now_ms() - r->t_first) / 1000.0);
 	}
 	if (res == HTTP_CLIENT_OK)
@@ -571,6 +611,14 @@ struct http_client *http_client_create(struct event_base *base, struct metrics *
 	c->timer = evtimer_new(base, http_client_on_timer, c);
 	if (!c->multi || !c->timer || !c->user_agent || (opts && opts->ca_file && !c->ca_file))
 		goto fail;
+	/* libcurl reads the proxy variables for every transfer; the environment does not change
+	 * under a running daemon, so when none is set curl is told "no proxy" once. */
+	static const char *const proxy_env[] = { "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+						 "all_proxy",  "ALL_PROXY",  "no_proxy",    "NO_PROXY" };
+	c->no_proxy_env = true;
+	for (size_t i = 0; i < sizeof(proxy_env) / sizeof(*proxy_env); i++)
+		if (getenv(proxy_env[i]))
+			c->no_proxy_env = false;
 	curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, http_client_sock_cb);
 	curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
 	curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, http_client_timer_cb);
@@ -623,8 +671,12 @@ void http_client_destroy(struct http_client *c)
 	 * first and silence the callbacks, so nothing of ours outlives the client. */
 	while (c->socks)
 		http_client_sock_free(c, c->socks);
-	while (c->nspare)
-		curl_easy_cleanup(c->spare[--c->nspare]);
+	while (c->spare) {
+		struct http_client_req *r = c->spare;
+		c->spare = r->next;
+		c->nspare--;
+		http_client_req_release(r);
+	}
 	if (c->multi) {
 		curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, NULL);
 		curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, NULL);

@@ -30,8 +30,9 @@ enum http_client_req_state {
 	HTTP_CLIENT_REQ_DONE,    /* finishing (on_done running) or being freed; not active */
 };
 
+/* Offsets into r->hbuf, where each header is stored as "name\0value\0". */
 struct http_client_resp_header {
-	char *name, *value;
+	size_t name, value;
 };
 
 struct http_client_req {
@@ -64,6 +65,8 @@ struct http_client_req {
 	int status;
 	struct http_client_resp_header *rh;
 	size_t nrh, caprh;
+	char *hbuf; /* the response head's names and values (rh holds offsets) */
+	size_t hlen, hcap;
 	bool head_done, delivered, discard;
 	int64_t retry_delay_ms;
 	size_t discarded;
@@ -75,6 +78,7 @@ struct http_client_req {
 	int attempts;
 	int64_t t_first, t_attempt, start_at; /* monotonic ms */
 	struct event *ev;                      /* start, backoff and deferred work */
+	struct http_client_series *ms;         /* this upstream's cached metric series, or NULL */
 	bool cancelled;
 	char errbuf[CURL_ERROR_SIZE];
 };
@@ -85,7 +89,17 @@ struct http_client_sock {
 	short what;
 };
 
-#define HTTP_CLIENT_SPARE_EASY 64
+/* Freed requests kept for reuse with their easy handle (options that never change already set),
+ * buffers, event and header arrays: a request then costs no allocation of its own. */
+#define HTTP_CLIENT_SPARE_REQS 64
+
+/* The metric series of one upstream label, looked up once instead of per request. */
+#define HTTP_CLIENT_SERIES_CACHE 8
+struct http_client_series {
+	char upstream[32]; /* a copy: the caller's string need only outlive its requests */
+	struct metric_series *inflight, *duration;
+	struct metric_series *requests[3][6]; /* [result][status class: none, 1xx..5xx] */
+};
 
 struct http_client {
 	struct event_base *base;
@@ -100,8 +114,11 @@ struct http_client {
 	size_t active;
 	int depth; /* > 0 inside a libcurl call or a caller's callback: frees must be deferred */
 	bool destroying;
-	CURL *spare[HTTP_CLIENT_SPARE_EASY]; /* reset easy handles, reused: saves their allocations */
+	struct http_client_req *spare; /* freed requests for reuse (next-linked), see above */
 	size_t nspare;
+	bool no_proxy_env; /* no proxy variables at start: curl is told so, saving its getenv()s */
+	struct http_client_series series[HTTP_CLIENT_SERIES_CACHE];
+	size_t nseries;
 	struct metric *m_requests, *m_retries, *m_errors, *m_inflight, *m_duration;
 };
 
@@ -110,6 +127,10 @@ extern const struct log_src http_client_log;
 int64_t http_client_now_ms(void);
 void http_client_req_set_state(struct http_client_req *r, enum http_client_req_state to);
 void http_client_req_free(struct http_client_req *r);
+/* The cached series of an upstream label (NULL when metrics are off or the cache is full). */
+struct http_client_series *http_client_series_for(struct http_client *c, const char *upstream);
+/* A new easy handle with the options every request of this client shares. */
+CURL *http_client_easy_new(struct http_client *c);
 /* Runs r's deferred work (drain notice, unpausing, delivery, freeing) on the next loop turn. */
 void http_client_req_defer(struct http_client_req *r);
 void http_client_req_on_event(evutil_socket_t fd, short what, void *arg);

@@ -26,26 +26,45 @@ static const char *const http_client_req_managed[] = {
 };
 
 /* host + path of the URL for log lines; userinfo and the query (signatures, upload ids) are
- * left out. NULL when the URL is not http(s). */
+ * left out. NULL when the URL is not http(s). A plain scan, not curl_url(): it ran for every
+ * request and cost as much as curl's own parse of the same URL. */
 static char *http_client_req_log_target(const char *url)
 {
-	CURLU *u = curl_url();
-	char *scheme = NULL, *host = NULL, *path = NULL, *out = NULL;
-	if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
-		goto fail;
-	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-	    (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
-		goto fail;
-	if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
-		goto fail;
-	if (asprintf(&out, "%s%s", host, path) < 0)
-		out = NULL;
-fail:
-	curl_free(scheme);
-	curl_free(host);
-	curl_free(path);
-	curl_url_cleanup(u);
+	const char *p;
+	if (strncasecmp(url, "http://", 7) == 0)
+		p = url + 7;
+	else if (strncasecmp(url, "https://", 8) == 0)
+		p = url + 8;
+	else
+		return NULL;
+	size_t alen = strcspn(p, "/?#");
+	const char *at = memchr(p, '@', alen);
+	if (at) {
+		alen -= (size_t)(at + 1 - p);
+		p = at + 1;
+	}
+	const char *path = p + alen;
+	/* the port goes too, as curl_url's host part had it */
+	for (size_t i = alen; i > 0; i--) {
+		if (p[i - 1] == ':' && i < alen && (p[0] != '[' || (i >= 2 && p[i - 2] == ']'))) {
+			alen = i - 1;
+			break;
+		}
+		if (p[i - 1] < '0' || p[i - 1] > '9')
+			break;
+	}
+	if (alen == 0)
+		return NULL;
+	size_t plen = *path == '/' ? strcspn(path, "?#") : 0;
+	char *out = malloc(alen + (plen ? plen : 1) + 1);
+	if (!out)
+		return NULL;
+	memcpy(out, p, alen);
+	if (plen)
+		memcpy(out + alen, path, plen);
+	else
+		out[alen] = '/', plen = 1;
+	out[alen + plen] = '\0';
 	return out;
 }
 
@@ -68,20 +87,47 @@ struct http_client_req *http_client_req_create(struct http_client *c, const char
 		log_warn(&http_client_log, "(%s): invalid HTTP method", upstream ? upstream : "upstream");
 		return NULL;
 	}
-	struct http_client_req *r = calloc(1, sizeof(*r));
-	if (!r)
-		return NULL;
+	struct http_client_req *r = c->spare;
+	if (r) {
+		/* A freed request kept whole: its easy handle, event, buffers and arrays go on. */
+		c->spare = r->next;
+		c->nspare--;
+		struct http_client_req keep = *r;
+		memset(r, 0, sizeof(*r));
+		r->easy = keep.easy;
+		r->ev = keep.ev;
+		r->body_in = keep.body_in;
+		r->replay = keep.replay;
+		r->chunk = keep.chunk;
+		r->rh = keep.rh;
+		r->caprh = keep.caprh;
+		r->hbuf = keep.hbuf;
+		r->hcap = keep.hcap;
+	} else {
+		r = calloc(1, sizeof(*r));
+		if (!r)
+			return NULL;
+		r->body_in = evbuffer_new();
+		r->replay = evbuffer_new();
+		r->chunk = evbuffer_new();
+		r->easy = http_client_easy_new(c);
+		r->ev = evtimer_new(c->base, http_client_req_on_event, r);
+		if (r->easy) {
+			/* Options naming this struct: it stays paired with its handle while pooled. */
+			curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
+			curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
+			curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, r);
+			curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
+			curl_easy_setopt(r->easy, CURLOPT_READDATA, r);
+			curl_easy_setopt(r->easy, CURLOPT_SEEKDATA, r);
+		}
+	}
 	r->c = c;
 	r->state = HTTP_CLIENT_REQ_NEW;
 	r->upstream = upstream ? upstream : "upstream";
 	r->method = strdup(method);
 	r->url = strdup(url);
 	r->log_target = http_client_req_log_target(url);
-	r->body_in = evbuffer_new();
-	r->replay = evbuffer_new();
-	r->chunk = evbuffer_new();
-	r->easy = c->nspare ? c->spare[--c->nspare] : curl_easy_init();
-	r->ev = evtimer_new(c->base, http_client_req_on_event, r);
 	r->replayable = true;
 	r->replay_max = c->opts.replay_max;
 	r->timeout_ms = c->opts.timeout_ms;
@@ -113,14 +159,22 @@ int http_client_req_header(struct http_client_req *r, const char *name, const ch
 	for (size_t i = 0; i < sizeof(http_client_req_managed) / sizeof(*http_client_req_managed); i++)
 		if (strcasecmp(name, http_client_req_managed[i]) == 0)
 			return 0;
-	char *line;
-	if (asprintf(&line, "%s: %s", name, value) < 0)
+	size_t nlen = strlen(name), vlen = strlen(value);
+	char small[512], *line = nlen + vlen + 3 <= sizeof(small) ? small : malloc(nlen + vlen + 3);
+	if (!line)
 		return -1;
+	memcpy(line, name, nlen);
 	/* "Name:" alone would tell curl to drop the header; "Name;" sends it empty. */
-	if (!*value)
-		line[strlen(name)] = ';';
+	line[nlen] = vlen ? ':' : ';';
+	line[nlen + 1] = ' ';
+	memcpy(line + nlen + 2, value, vlen + 1);
 	struct curl_slist *l = curl_slist_append(r->headers, line);
-	free(line);
+	if (line != small) {
+		explicit_bzero(line, nlen + vlen + 2); /* may be a token */
+		free(line);
+	} else {
+		explicit_bzero(small, nlen + vlen + 2);
+	}
 	if (!l)
 		return -1;
 	r->headers = l;
@@ -188,7 +242,44 @@ void http_client_req_callbacks(struct http_client_req *r, const struct http_clie
 	r->arg = arg;
 }
 
-/* Options for the easy handle, set once: every attempt reuses them. */
+CURL *http_client_easy_new(struct http_client *c)
+{
+	CURL *e = curl_easy_init();
+	if (!e)
+		return NULL;
+	/* What every request of this client shares, set once per handle: handles are pooled with
+	 * their request structs (http_client_req_free), so the per-request setup below only sets
+	 * what differs. */
+	CURLcode rc = CURLE_OK;
+	rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	rc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	rc |= curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
+	rc |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+			       c->opts.http1_only ? (long)CURL_HTTP_VERSION_1_1 : (long)CURL_HTTP_VERSION_2TLS);
+	rc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->opts.connect_timeout_ms);
+	rc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	rc |= curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+	/* TLS is always verified; only the trust store is configurable. */
+	rc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	rc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	rc |= curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	if (c->ca_file)
+		rc |= curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+	if (c->no_proxy_env)
+		rc |= curl_easy_setopt(e, CURLOPT_PROXY, "");
+	rc |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_client_req_header_cb);
+	rc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_client_req_write_cb);
+	rc |= curl_easy_setopt(e, CURLOPT_READFUNCTION, http_client_req_read_cb);
+	rc |= curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, http_client_req_seek_cb);
+	if (rc != CURLE_OK) {
+		curl_easy_cleanup(e);
+		return NULL;
+	}
+	return e;
+}
+
+/* The options that differ between requests; every one of them is set (or set back) here, since
+ * the handle keeps what the previous request on it set. */
 static int http_client_req_setup(struct http_client_req *r)
 {
 	struct http_client *c = r->c;
@@ -206,50 +297,25 @@ static int http_client_req_setup(struct http_client_req *r)
 			return -1;
 	CURLcode rc = CURLE_OK;
 	rc |= curl_easy_setopt(e, CURLOPT_URL, r->url);
-	rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	rc |= curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-	rc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	rc |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
 	rc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-	rc |= curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
-	rc |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
-			       c->opts.http1_only ? (long)CURL_HTTP_VERSION_1_1 : (long)CURL_HTTP_VERSION_2TLS);
 	/* Waiting to multiplex pays off only where HTTP/2 can appear: over TLS, where ALPN settles
 	 * it during the handshake. On plain http curl would hold every further request to the host
 	 * until the first one's response began. */
-	if (!c->opts.http1_only && strncasecmp(r->url, "https:", 6) == 0)
-		rc |= curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
-	rc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->opts.connect_timeout_ms);
-	rc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	rc |= curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
-	/* TLS is always verified; only the trust store is configurable. */
-	rc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-	rc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-	rc |= curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	if (c->ca_file)
-		rc |= curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
-	rc |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_client_req_header_cb);
-	rc |= curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-	rc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_client_req_write_cb);
-	rc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-	if (r->has_body) {
-		rc |= curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-		rc |= curl_easy_setopt(e, CURLOPT_READFUNCTION, http_client_req_read_cb);
-		rc |= curl_easy_setopt(e, CURLOPT_READDATA, r);
-		rc |= curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, http_client_req_seek_cb);
-		rc |= curl_easy_setopt(e, CURLOPT_SEEKDATA, r);
-		rc |= curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->content_length);
-		rc |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
-	} else if (strcmp(r->method, "HEAD") == 0) {
+	rc |= curl_easy_setopt(e, CURLOPT_PIPEWAIT,
+			       !c->opts.http1_only && strncasecmp(r->url, "https:", 6) == 0 ? 1L : 0L);
+	/* (NOBODY 0 and UPLOAD set the method back to GET or PUT; CUSTOMREQUEST then names it.) */
+	rc |= curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
+	rc |= curl_easy_setopt(e, CURLOPT_UPLOAD, r->has_body ? 1L : 0L);
+	rc |= curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)(r->has_body ? r->content_length : -1));
+	if (!r->has_body && strcmp(r->method, "HEAD") == 0)
 		rc |= curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-	} else if (strcmp(r->method, "GET") != 0) {
-		rc |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
-	}
+	rc |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST,
+			       r->has_body || (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) ? r->method
+															: NULL);
 	/* libcurl quietly sends a body-less request again when a reused connection turns out dead
 	 * before any answer; a request that must not run twice gets a connection of its own (a body
 	 * is safe: the seek callback refuses to rewind it). */
-	if (!r->idempotent && !r->has_body)
-		rc |= curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+	rc |= curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, !r->idempotent && !r->has_body ? 1L : 0L);
 	return rc == CURLE_OK ? 0 : -1;
 }
 
@@ -262,8 +328,10 @@ int http_client_req_start(struct http_client_req *r)
 		goto fail;
 	/* Replay costs memory only when it can pay off: an idempotent request whose body fits. */
 	r->keep_replay = r->idempotent && (r->content_length < 0 || (uint64_t)r->content_length <= r->replay_max);
-	if (c->metrics)
-		r->m_inflight = metrics_series(c->m_inflight, r->upstream);
+	if (c->metrics) {
+		r->ms = http_client_series_for(c, r->upstream);
+		r->m_inflight = r->ms ? r->ms->inflight : metrics_series(c->m_inflight, r->upstream);
+	}
 	r->start_at = 0;
 	http_client_req_set_state(r, HTTP_CLIENT_REQ_WAITING);
 	event_active(r->ev, EV_TIMEOUT, 0);
@@ -374,6 +442,26 @@ void http_client_req_deliver(struct http_client_req *r)
 
 /* --- libcurl callbacks (inside curl: never call curl from here, only flag and defer) --- */
 
+/* Appends len bytes and a NUL to r->hbuf; the offset of the copy, or (size_t)-1. */
+static size_t http_client_req_hbuf_add(struct http_client_req *r, const char *s, size_t len)
+{
+	if (r->hlen + len + 1 > r->hcap) {
+		size_t cap = r->hcap ? r->hcap : 1024;
+		while (cap < r->hlen + len + 1)
+			cap *= 2;
+		char *n = realloc(r->hbuf, cap);
+		if (!n)
+			return (size_t)-1;
+		r->hbuf = n;
+		r->hcap = cap;
+	}
+	size_t at = r->hlen;
+	memcpy(r->hbuf + at, s, len);
+	r->hbuf[at + len] = '\0';
+	r->hlen += len + 1;
+	return at;
+}
+
 static void http_client_req_add_resp_header(struct http_client_req *r, const char *line, size_t len)
 {
 	while (len && (line[len - 1] == '\r' || line[len - 1] == '\n'))
@@ -384,11 +472,18 @@ static void http_client_req_add_resp_header(struct http_client_req *r, const cha
 			return;
 		while (len && (*line == ' ' || *line == '\t'))
 			line++, len--;
-		char *prev = r->rh[r->nrh - 1].value, *joined;
-		if (asprintf(&joined, "%s %.*s", prev, (int)len, line) < 0)
+		size_t prev = r->rh[r->nrh - 1].value, plen = strlen(r->hbuf + prev);
+		size_t at = http_client_req_hbuf_add(r, r->hbuf + prev, plen); /* (a copy: hbuf may move) */
+		if (at == (size_t)-1)
 			return;
-		free(prev);
-		r->rh[r->nrh - 1].value = joined;
+		r->hbuf[at + plen] = ' ';
+		r->hlen--; /* the copy's NUL becomes the space; the continuation follows it */
+		if (http_client_req_hbuf_add(r, line, len) == (size_t)-1) {
+			r->hbuf[at + plen] = '\0';
+			r->hlen = at + plen + 1;
+			return;
+		}
+		r->rh[r->nrh - 1].value = at;
 		return;
 	}
 	const char *colon = memchr(line, ':', len);
@@ -407,13 +502,15 @@ static void http_client_req_add_resp_header(struct http_client_req *r, const cha
 		v++;
 	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
 		end--;
-	r->rh[r->nrh].name = strndup(line, (size_t)(colon - line));
-	r->rh[r->nrh].value = strndup(v, (size_t)(end - v));
-	if (!r->rh[r->nrh].name || !r->rh[r->nrh].value) {
-		free(r->rh[r->nrh].name);
-		free(r->rh[r->nrh].value);
+	size_t mark = r->hlen;
+	size_t name = http_client_req_hbuf_add(r, line, (size_t)(colon - line));
+	size_t value = name == (size_t)-1 ? name : http_client_req_hbuf_add(r, v, (size_t)(end - v));
+	if (value == (size_t)-1) {
+		r->hlen = mark;
 		return;
 	}
+	r->rh[r->nrh].name = name;
+	r->rh[r->nrh].value = value;
 	r->nrh++;
 }
 
@@ -427,11 +524,8 @@ size_t http_client_req_header_cb(char *buf, size_t size, size_t n, void *arg)
 		return len; /* trailers */
 	if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
 		/* A new head: the first, or the final one after a 1xx. */
-		for (size_t i = 0; i < r->nrh; i++) {
-			free(r->rh[i].name);
-			free(r->rh[i].value);
-		}
 		r->nrh = 0;
+		r->hlen = 0;
 		return len;
 	}
 	if (!(len <= 2 && len > 0 && (buf[0] == '\r' || buf[0] == '\n'))) {
@@ -545,8 +639,8 @@ int http_client_req_seek_cb(void *arg, curl_off_t offset, int origin)
 const char *http_client_resp_header(const struct http_client_req *r, const char *name)
 {
 	for (size_t i = 0; i < r->nrh; i++)
-		if (strcasecmp(r->rh[i].name, name) == 0)
-			return r->rh[i].value;
+		if (strcasecmp(r->hbuf + r->rh[i].name, name) == 0)
+			return r->hbuf + r->rh[i].value;
 	return NULL;
 }
 
@@ -557,8 +651,8 @@ size_t http_client_resp_header_count(const struct http_client_req *r)
 
 void http_client_resp_header_at(const struct http_client_req *r, size_t i, const char **name, const char **value)
 {
-	*name = i < r->nrh ? r->rh[i].name : NULL;
-	*value = i < r->nrh ? r->rh[i].value : NULL;
+	*name = i < r->nrh ? r->hbuf + r->rh[i].name : NULL;
+	*value = i < r->nrh ? r->hbuf + r->rh[i].value : NULL;
 }
 
 int http_client_resp_status(const struct http_client_req *r)

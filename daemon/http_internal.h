@@ -16,10 +16,19 @@
 struct bufferevent;
 struct event;
 
+#define HTTP_ROUTE_SERIES_CACHE 4
+struct http_route_series {
+	int status;
+	const char *method; /* one of http_method_label's constants */
+	struct metric_series *series;
+};
+
 struct http_route_entry {
 	struct http_route r;
 	size_t prefix_len;
 	struct metric_series *duration;
+	struct http_route_series cache[HTTP_ROUTE_SERIES_CACHE]; /* http_requests_total series */
+	size_t cache_next;
 };
 
 struct http_conn;

@@ -176,6 +176,9 @@ static bool http_hop_by_hop(const char *name)
 {
 	static const char *const hop[] = { "Connection", "Keep-Alive", "Transfer-Encoding", "TE", "Trailer", "Upgrade",
 					   "Proxy-Connection", "Date", "X-Request-Id", "Content-Length" };
+	char c0 = (char)(name[0] | 0x20); /* the initials above: most names fail this one test */
+	if (c0 != 'c' && c0 != 'k' && c0 != 't' && c0 != 'u' && c0 != 'p' && c0 != 'd' && c0 != 'x')
+		return false;
 	for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
 		if (strcasecmp(name, hop[i]) == 0)
 			return true;
@@ -189,7 +192,25 @@ void http_response_header(struct http_request *r, const char *name, const char *
 	/* no header splitting: CR/LF in a value would end the header block */
 	if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
 		return;
-	evbuffer_add_printf(r->resp_headers, "%s: %s\r\n", name, value);
+	evbuffer_add(r->resp_headers, name, strlen(name));
+	evbuffer_add(r->resp_headers, ": ", 2);
+	evbuffer_add(r->resp_headers, value, strlen(value));
+	evbuffer_add(r->resp_headers, "\r\n", 2);
+}
+
+/* The Date header's value, formatted once a second rather than once a response. */
+static const char *http_response_date(void)
+{
+	static time_t last = -1;
+	static char date[64];
+	time_t now = time(NULL);
+	if (now != last) {
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		last = now;
+	}
+	return date;
 }
 
 void http_response_begin(struct http_request *r, int status, int64_t content_length)
@@ -210,18 +231,40 @@ void http_response_begin(struct http_request *r, int status, int64_t content_len
 	if (c->srv->draining)
 		c->keep_alive = false;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
-	char date[64];
-	time_t now = time(NULL);
-	struct tm tm;
-	gmtime_r(&now, &tm);
-	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-	evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\nDate: %s\r\nX-Request-Id: %s\r\n", http11 ? 1 : 0, status,
-			    http_status_reason(status), date, r->id);
+	/* Built by hand: evbuffer_add_printf's vfprintf was a visible share of a small response. */
+	char head[512];
+	const char *reason = http_status_reason(status), *date = http_response_date();
+	size_t n = 0, rlen = strlen(reason), dlen = strlen(date), ilen = strlen(r->id);
+	if (status < 100 || status > 999)
+		status = 500;
+	memcpy(head, http11 ? "HTTP/1.1 " : "HTTP/1.0 ", 9);
+	n = 9;
+	head[n++] = (char)('0' + status / 100);
+	head[n++] = (char)('0' + status / 10 % 10);
+	head[n++] = (char)('0' + status % 10);
+	head[n++] = ' ';
+	memcpy(head + n, reason, rlen), n += rlen;
+	memcpy(head + n, "\r\nDate: ", 8), n += 8;
+	memcpy(head + n, date, dlen), n += dlen;
+	memcpy(head + n, "\r\nX-Request-Id: ", 16), n += 16;
+	memcpy(head + n, r->id, ilen), n += ilen; /* id: at most 131 bytes */
+	memcpy(head + n, "\r\n", 2), n += 2;
+	evbuffer_add(out, head, n);
 	evbuffer_add_buffer(out, r->resp_headers);
-	if (r->resp_chunked)
+	if (r->resp_chunked) {
 		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-	else if (content_length >= 0 && status != 204 && status != 304)
-		evbuffer_add_printf(out, "Content-Length: %lld\r\n", (long long)content_length);
+	} else if (content_length >= 0 && status != 204 && status != 304) {
+		char cl[48], *p = cl + sizeof(cl);
+		*--p = '\n';
+		*--p = '\r';
+		uint64_t v = (uint64_t)content_length;
+		do
+			*--p = (char)('0' + v % 10);
+		while ((v /= 10) > 0);
+		p -= 16;
+		memcpy(p, "Content-Length: ", 16);
+		evbuffer_add(out, p, (size_t)(cl + sizeof(cl) - p));
+	}
 	if (!c->keep_alive)
 		evbuffer_add(out, "Connection: close\r\n\r\n", 21);
 	else if (!http11)
@@ -374,9 +417,22 @@ static const char *http_method_label(const char *m)
 void http_server_record(struct http_server *s, struct http_request *r)
 {
 	struct http_route_entry *e = r->route ? r->route : &s->notfound;
-	char code[8];
-	snprintf(code, sizeof(code), "%d", r->status);
-	metrics_add(metrics_series(s->m_requests, s->name, e->r.name, http_method_label(r->method), code), 1);
+	const char *method = http_method_label(r->method);
+	/* The series of the route's last few (method, status) pairs: most requests hit one. */
+	struct http_route_series *hit = NULL;
+	for (size_t i = 0; i < HTTP_ROUTE_SERIES_CACHE && e->cache[i].series; i++)
+		if (e->cache[i].status == r->status && e->cache[i].method == method)
+			hit = &e->cache[i];
+	if (!hit) {
+		char code[8];
+		snprintf(code, sizeof(code), "%d", r->status);
+		hit = &e->cache[e->cache_next];
+		e->cache_next = (e->cache_next + 1) % HTTP_ROUTE_SERIES_CACHE;
+		hit->status = r->status;
+		hit->method = method;
+		hit->series = metrics_series(s->m_requests, s->name, e->r.name, method, code);
+	}
+	metrics_add(hit->series, 1);
 	if (r->start.tv_sec) {
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);

@@ -21,10 +21,13 @@ struct storage {
 	struct forward *fw;
 };
 
-/* The resource a JSON API path names: "b" (buckets), "b/B" (a bucket), "b/B/o..." (objects). */
+/* The resource a JSON API path names: "b" (buckets), "b/B" (a bucket), "b/B/o..." (objects).
+ * /resumable/upload/... is the upload path Python's apitools (gcloud storage, gsutil) uses for
+ * resumable sessions; Cloud Storage serves it like /upload/... */
 static const char *storage_resource(const char *path)
 {
-	static const char *const prefixes[] = { "/storage/v1/", "/upload/storage/v1/", "/download/storage/v1/" };
+	static const char *const prefixes[] = { "/storage/v1/", "/upload/storage/v1/", "/download/storage/v1/",
+						"/resumable/upload/storage/v1/" };
 	for (size_t i = 0; i < sizeof(prefixes) / sizeof(*prefixes); i++)
 		if (strncmp(path, prefixes[i], strlen(prefixes[i])) == 0)
 			return path + strlen(prefixes[i]);
@@ -68,7 +71,7 @@ static int storage_classify(void *arg, struct http_request *r, struct forward_ca
 		return 404;
 	char alt[16] = "";
 	forward_query_param(query, "alt", alt, sizeof(alt));
-	if (path[1] == 'u')
+	if (path[1] == 'u' || path[1] == 'r')
 		call->route = forward_query_param(query, "upload_id", NULL, 0) ? "upload_session" : "upload";
 	else if (path[1] == 'd' || strcmp(alt, "media") == 0)
 		call->route = "download";
@@ -110,7 +113,8 @@ static int storage_start(void *inst)
 	struct storage *s = inst;
 	if (forward_mount(s->fw, "/storage/v1/", "storage") != 0 ||
 	    forward_mount(s->fw, "/upload/storage/v1/", "storage_upload") != 0 ||
-	    forward_mount(s->fw, "/download/storage/v1/", "storage_download") != 0)
+	    forward_mount(s->fw, "/download/storage/v1/", "storage_download") != 0 ||
+	    forward_mount(s->fw, "/resumable/upload/storage/v1/", "storage_upload") != 0)
 		return -1;
 	return 0;
 }

@@ -213,7 +213,7 @@ class GcsHandler(FakeHandler):
         if not cfg.get("require_auth", True):
             return True
         # A resumable session URI is its own credential: GCS does not ask for auth there.
-        if self.url_path.startswith("/upload/") and "upload_id" in self.query \
+        if self.url_path.startswith(("/upload/", "/resumable/upload/")) and "upload_id" in self.query \
                 and self.command in ("PUT", "DELETE"):
             return True
         auth = self.headers.get("Authorization", "")
@@ -255,6 +255,8 @@ class GcsHandler(FakeHandler):
 
     def route(self, method):
         seg = [unquote(s) for s in self.url_path.split("/")[1:]]
+        if seg[:2] == ["resumable", "upload"]:
+            seg = seg[1:]  # apitools' resumable upload path; GCS serves it as /upload/...
         q, store = self.query, self.server.store
         if seg[:3] == ["upload", "storage", "v1"] and len(seg) == 6 and seg[3] == "b" \
                 and seg[5] == "o":

@@ -70,10 +70,12 @@ def media(h, store, bucket, q):
 def multipart(h, store, bucket, q):
     """uploadType=multipart: two parts, JSON metadata then the media. The body is spooled to
     a file; the media part is then copied out of it into the object's blob."""
-    m = re.search(r'boundary="?([^";]+)"?', h.headers.get("Content-Type", ""))
+    # Python clients (gcloud's apitools) quote the boundary with ' and break lines with a bare
+    # LF; Cloud Storage takes both, so the fake does too.
+    m = re.search(r'boundary=(?:"([^"]+)"|\'([^\']+)\'|([^";\s]+))', h.headers.get("Content-Type", ""))
     if not m:
         raise GcsError(400, "invalid", "multipart upload without a boundary")
-    boundary = m.group(1).encode()
+    boundary = next(g for g in m.groups() if g).encode()
     spool = store.new_blob_path() + ".spool"
     try:
         n, _, _, err = _stream_to(h, spool)
@@ -86,22 +88,23 @@ def multipart(h, store, bucket, q):
             tail = f.read()
         delim = b"--" + boundary
         first = head.find(delim)
-        second = head.find(b"\r\n" + delim, first + len(delim))
+        eol = b"\r\n" if head[first + len(delim):first + len(delim) + 2] == b"\r\n" else b"\n"
+        second = head.find(eol + delim, first + len(delim))
         if first < 0 or second < 0:
             raise GcsError(400, "invalid", "malformed multipart body")
         meta_part = head[first + len(delim):second]
-        _, _, meta_json = meta_part.partition(b"\r\n\r\n")
+        _, _, meta_json = meta_part.partition(eol + eol)
         try:
             metadata = json.loads(meta_json or b"{}")
         except ValueError:
             raise GcsError(400, "parseError", "Parse Error: multipart metadata is not JSON")
-        media_headers_at = second + 2 + len(delim)
-        body_at = head.find(b"\r\n\r\n", media_headers_at)
+        media_headers_at = second + len(eol) + len(delim)
+        body_at = head.find(eol + eol, media_headers_at)
         media_headers = head[media_headers_at:body_at].decode("latin-1")
-        end = tail.rfind(b"\r\n" + delim + b"--")
+        end = tail.rfind(eol + delim + b"--")
         if body_at < 0 or end < 0:
             raise GcsError(400, "invalid", "malformed multipart body (no closing boundary)")
-        start, stop = body_at + 4, tail_start + end
+        start, stop = body_at + 2 * len(eol), tail_start + end
         if not metadata.get("contentType"):
             ct = re.search(r"(?im)^content-type:\s*(.+?)\s*$", media_headers)
             metadata["contentType"] = ct.group(1) if ct else None
