@@ -252,6 +252,8 @@ void cache_get_stats(struct cache *c, struct cache_stats *out)
 	*out = c->stats;
 	out->redis_errors = c->redis ? cache_redis_errors(c->redis) : 0;
 	out->pending_tables = c->pending_tables;
+	out->speculative_used = c->spec_used;
+	out->speculative_wasted = c->spec_wasted;
 	out->pending_everything = c->pending_global;
 	out->circuit = c->redis ? (int)cache_redis_breaker(c->redis) : 1;
 	out->redis_state = c->redis ? cache_redis_state_name(c->redis) : "down";

@@ -184,6 +184,7 @@ struct cache_stats {
 	uint64_t single_flight_waits, stores, stored_bytes, store_skipped;
 	uint64_t invalidations_durable, invalidations_queued, pending_applied;
 	uint64_t redis_errors;
+	uint64_t speculative_used, speculative_wasted; /* GETs sent with the MGET, by outcome */
 	size_t pending_tables;
 	bool pending_everything;
 	int circuit; /* 0 closed, 1 open, 2 half-open */

@@ -65,6 +65,19 @@ static json_t *cache_admin_status(struct cache *c)
 			 "rules", rules, "hint_matches", (json_int_t)c->hint_matches);
 }
 
+/* The status document plus the speculative GET counts. */
+static json_t *cache_admin_doc(struct cache *c)
+{
+	json_t *doc = cache_admin_status(c);
+	struct cache_stats s;
+	cache_get_stats(c, &s);
+	if (doc)
+		json_object_set_new(doc, "speculative_gets",
+				    json_pack("{s:I,s:I}", "used", (json_int_t)s.speculative_used, "wasted",
+					      (json_int_t)s.speculative_wasted));
+	return doc;
+}
+
 static void cache_admin_get(struct http_request *r, void *arg)
 {
 	struct cache *c = arg;
@@ -76,7 +89,7 @@ static void cache_admin_get(struct http_request *r, void *arg)
 	}
 	if (!core_admin_authorized(c->core, r))
 		return;
-	http_response_json(r, 200, cache_admin_status(c));
+	http_response_json(r, 200, cache_admin_doc(c));
 }
 
 struct cache_admin_purge {
@@ -178,6 +191,13 @@ static void cache_admin_collect(struct metrics_writer *w, void *arg)
 	metrics_write(w, "cache_pending_invalidations", "gauge",
 		      "Table invalidations waiting for Redis (-1: everything).", NULL,
 		      s.pending_everything ? -1.0 : (double)s.pending_tables);
+	const char *su[] = { "outcome", "used", NULL }, *sw[] = { "outcome", "wasted", NULL };
+	metrics_write(w, "cache_speculative_gets_total", "counter",
+		      "Entry GETs sent with the versions' MGET (one round trip per hit), by whether the versions "
+		      "led to that entry.", su, (double)s.speculative_used);
+	metrics_write(w, "cache_speculative_gets_total", "counter",
+		      "Entry GETs sent with the versions' MGET (one round trip per hit), by whether the versions "
+		      "led to that entry.", sw, (double)s.speculative_wasted);
 	metrics_write(w, "cache_redis_errors_total", "counter", "Redis failures: errors, timeouts, lost connections.",
 		      NULL, (double)s.redis_errors);
 	metrics_write(w, "cache_circuit_state", "gauge", "Redis circuit breaker: 0 closed, 1 open, 2 half-open.",

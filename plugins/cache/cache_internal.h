@@ -11,6 +11,15 @@
 #include "log.h"
 
 #define CACHE_FILL_BUCKETS 256
+#define CACHE_PREDICT_SLOTS 2048 /* statement keys whose last entry key is remembered */
+
+/* The entry key a statement key led to last time: its GET is sent right behind the versions'
+ * MGET and used only when the versions read lead to the same entry (one round trip per hit). */
+struct cache_predict {
+	unsigned char key[CACHE_KEY_LEN];
+	unsigned char entry[CACHE_KEY_LEN];
+	bool used;
+};
 
 struct cache_rule {
 	char *database; /* NULL: any */
@@ -57,6 +66,8 @@ struct cache {
 	struct cache_fill *fill_table[CACHE_FILL_BUCKETS]; /* fills lookups may join, by entry */
 	struct cache_inval *invals;
 	struct cache_flush_wait *flush_waits; /* commits waiting for the queue to reach Redis */
+	struct cache_predict *predict;        /* CACHE_PREDICT_SLOTS, made on first use */
+	uint64_t spec_used, spec_wasted;      /* speculative GETs whose answer was used / not */
 	struct cache_stats stats;
 	bool destroying;
 	struct core *core; /* for the admin routes (NULL in tests) */

@@ -52,11 +52,22 @@ static void cache_key_tagged(struct cache_key *k, unsigned char tag, const void 
 	cache_key_raw(k, data, len);
 }
 
+const EVP_MD *cache_key_sha256(void)
+{
+	/* Fetched once: EVP_sha256() makes OpenSSL 3 look the implementation up (under a lock)
+	 * on every EVP_DigestInit_ex, which cost more than hashing a key. Never freed: it is the
+	 * default provider's, alive as long as the process. */
+	static EVP_MD *md;
+	if (!md)
+		md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	return md ? md : EVP_sha256();
+}
+
 int cache_key_init(struct cache_key *k)
 {
 	memset(k, 0, sizeof(*k));
 	k->md = EVP_MD_CTX_new();
-	if (!k->md || EVP_DigestInit_ex(k->md, EVP_sha256(), NULL) != 1) {
+	if (!k->md || EVP_DigestInit_ex(k->md, cache_key_sha256(), NULL) != 1) {
 		EVP_MD_CTX_free(k->md);
 		k->md = NULL;
 		return -1;

@@ -53,6 +53,11 @@ int cache_key_final(struct cache_key *k, unsigned char out[CACHE_KEY_LEN]) __att
  * unknown one splits the key rather than merging results that may differ. */
 bool cache_key_setting_matters(const char *name);
 
+/* SHA-256 for EVP_DigestInit_ex, fetched once (struct evp_md_st is OpenSSL's EVP_MD: the
+ * forward declaration keeps OpenSSL's headers out of this one). */
+struct evp_md_st;
+const struct evp_md_st *cache_key_sha256(void);
+
 /* Lower-case hex of `len` bytes into out (2*len+1 bytes). */
 void cache_key_hex(const unsigned char *in, size_t len, char *out);
 

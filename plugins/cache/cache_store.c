@@ -40,6 +40,15 @@ struct cache_lookup {
 	struct cache_fill *fill;          /* WAIT: the fill waited on */
 	struct cache_lookup *wnext;       /* the fill's waiters */
 	struct cache_lookup *prev, *next; /* c->lookups */
+	struct cache_spec *spec;          /* the speculative GET in flight, if any */
+	bool spec_match;                  /* ... and the versions read lead to its entry */
+	unsigned char spec_entry[CACHE_KEY_LEN];
+};
+
+/* A speculative GET's reply finds its lookup through this (NULL once the lookup no longer
+ * wants it, or is gone). */
+struct cache_spec {
+	struct cache_lookup *l;
 };
 
 struct cache_fill {
@@ -120,9 +129,21 @@ static void cache_blob_unref(struct cache_blob *b)
 		free(b);
 }
 
+static void cache_lookup_unspec(struct cache_lookup *l)
+{
+	if (l->spec) {
+		l->spec->l = NULL; /* its reply is dropped when it comes */
+		l->spec = NULL;
+		if (!l->spec_match)
+			l->c->spec_wasted++;
+	}
+	l->spec_match = false;
+}
+
 static void cache_lookup_free(struct cache_lookup *l)
 {
 	struct cache *c = l->c;
+	cache_lookup_unspec(l);
 	if (l->prev)
 		l->prev->next = l->next;
 	else if (c->lookups == l)
@@ -332,13 +353,14 @@ static void cache_lookup_on_get(void *arg, struct redisReply *reply, const char 
 
 static void cache_lookup_on_mget(void *arg, struct redisReply *reply, const char *err);
 static int cache_lookup_mget(struct cache_lookup *l);
+static struct cache_predict *cache_predict_slot(struct cache *c, const unsigned char *key);
 
 /* The entry digest: SHA-256 over the statement key and every (version key, version) pair. */
 static int cache_lookup_entry(struct cache_lookup *l, struct redisReply *reply, const char *const *keys)
 {
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	int rc = -1;
-	if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+	if (!md || EVP_DigestInit_ex(md, cache_key_sha256(), NULL) != 1)
 		goto out;
 	/* FNV-1a over the two epochs: what cache_result.epoch reports */
 	uint64_t ep = 1469598103934665603ULL;
@@ -436,6 +458,7 @@ static void cache_lookup_on_mget(void *arg, struct redisReply *reply, const char
 		return;
 	}
 	if (missing) {
+		cache_lookup_unspec(l);
 		/* Flushed, evicted or never set: create each with a fresh random value (NX: another
 		 * tether may be doing the same), then read them back. An entry stored under an old
 		 * value can never be reached again. */
@@ -458,6 +481,19 @@ static void cache_lookup_on_mget(void *arg, struct redisReply *reply, const char
 	if (rc != 0) {
 		cache_lookup_bypass(l, CACHE_BYPASS_REDIS_ERROR);
 		return;
+	}
+	struct cache_predict *p = cache_predict_slot(c, l->key);
+	if (p) {
+		memcpy(p->key, l->key, CACHE_KEY_LEN);
+		memcpy(p->entry, l->entry, CACHE_KEY_LEN);
+		p->used = true;
+	}
+	if (l->spec) {
+		if (memcmp(l->spec_entry, l->entry, CACHE_KEY_LEN) == 0) {
+			l->spec_match = true; /* its GET, sent after this MGET, answers next */
+			return;
+		}
+		cache_lookup_unspec(l);
 	}
 	struct cache_fill *f = cache_fill_find(c, l->entry);
 	if (f) {
@@ -497,6 +533,50 @@ static int cache_lookup_mget(struct cache_lookup *l)
 static int cache_str_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static struct cache_predict *cache_predict_slot(struct cache *c, const unsigned char *key)
+{
+	if (!c->predict && !(c->predict = calloc(CACHE_PREDICT_SLOTS, sizeof(*c->predict))))
+		return NULL;
+	return &c->predict[((size_t)key[0] | (size_t)key[1] << 8) % CACHE_PREDICT_SLOTS];
+}
+
+static void cache_lookup_on_spec(void *arg, struct redisReply *reply, const char *err)
+{
+	struct cache_spec *s = arg;
+	struct cache_lookup *l = s->l;
+	free(s);
+	if (!l)
+		return;
+	l->spec = NULL;
+	l->spec_match = false;
+	l->c->spec_used++;
+	cache_lookup_on_get(l, reply, err);
+}
+
+/* Right behind the MGET: the GET of the entry this statement key led to last time. */
+static void cache_lookup_speculate(struct cache_lookup *l)
+{
+	struct cache *c = l->c;
+	struct cache_predict *p = cache_predict_slot(c, l->key);
+	if (!p || !p->used || memcmp(p->key, l->key, CACHE_KEY_LEN) != 0)
+		return;
+	char hex[2 * CACHE_KEY_LEN + 1], key[256];
+	cache_key_hex(p->entry, CACHE_KEY_LEN, hex);
+	int n = snprintf(key, sizeof(key), "%se:%s", c->prefix, hex);
+	struct cache_spec *s = n > 0 && (size_t)n < sizeof(key) ? calloc(1, sizeof(*s)) : NULL;
+	if (!s)
+		return;
+	s->l = l;
+	const char *argv[2] = { "GET", key };
+	size_t lens[2] = { 3, (size_t)n };
+	if (cache_redis_command(c->redis, cache_lookup_on_spec, s, 2, argv, lens) != 0) {
+		free(s);
+		return;
+	}
+	l->spec = s;
+	memcpy(l->spec_entry, p->entry, CACHE_KEY_LEN);
 }
 
 struct cache_lookup *cache_lookup(struct cache *c, const char *database, const char *const *tables, size_t ntables,
@@ -542,6 +622,8 @@ struct cache_lookup *cache_lookup(struct cache *c, const char *database, const c
 	/* Sent now, so the first callback is a Redis reply (never inside this call). */
 	if (cache_lookup_mget(l) != 0)
 		cache_lookup_defer(l, CACHE_BYPASS, cache_store_why_unreadable(c), NULL);
+	else
+		cache_lookup_speculate(l);
 	return l;
 }
 
@@ -651,5 +733,7 @@ void cache_store_deinit(struct cache *c)
 	}
 	while (c->lookups)
 		cache_lookup_free(c->lookups);
+	free(c->predict);
+	c->predict = NULL;
 	cache_inval_deinit(c);
 }

@@ -449,6 +449,46 @@ bypass:
 	pg_cache_resume(cc);
 }
 
+/* The session settings that change result bytes, as one digest: the pool's reported values with
+ * the client's own where it asked for some, then its other settings. Recomputed only when they
+ * change (an FNV hash of the inputs says so): the filtering and sorting is most of a key's cost. */
+static int pg_cache_settings_digest(struct pg_cache_client *cc)
+{
+	struct pg_client *c = cc->c;
+	const struct pg_params *pp = &c->pool->params;
+	uint64_t fp = 1469598103934665603ULL;
+#define PG_CACHE_FNV(str)                                                       \
+	for (const char *q_ = (str); q_ && *q_; q_++)                           \
+		fp = (fp ^ (unsigned char)*q_) * 1099511628211ULL;              \
+	fp = (fp ^ 0x1ff) * 1099511628211ULL
+	for (uint32_t i = 0; i < pp->n; i++) {
+		PG_CACHE_FNV(pp->v[i].name);
+		PG_CACHE_FNV(pg_guc_expected(c, pp->v[i].name));
+	}
+	for (uint32_t i = 0; i < c->gucs.n; i++) {
+		PG_CACHE_FNV(c->gucs.v[i].name);
+		PG_CACHE_FNV(c->gucs.v[i].value);
+	}
+#undef PG_CACHE_FNV
+	if (cc->settings_valid && cc->settings_fp == fp)
+		return 0;
+	struct cache_key k;
+	if (cache_key_init(&k) != 0)
+		return -1;
+	for (uint32_t i = 0; i < pp->n; i++) {
+		const char *v = pg_guc_expected(c, pp->v[i].name);
+		cache_key_setting(&k, pp->v[i].name, v ? v : pp->v[i].value);
+	}
+	for (uint32_t i = 0; i < c->gucs.n; i++)
+		if (!pg_params_get(pp, c->gucs.v[i].name))
+			cache_key_setting(&k, c->gucs.v[i].name, c->gucs.v[i].value);
+	int rc = cache_key_final(&k, cc->settings_digest);
+	cache_key_deinit(&k);
+	cc->settings_valid = rc == 0;
+	cc->settings_fp = fp;
+	return rc;
+}
+
 static int pg_cache_key(struct pg_cache_client *cc, const struct pg_cache_req *r, const struct cache_sql_info *info)
 {
 	struct pg_client *c = cc->c;
@@ -467,14 +507,11 @@ static int pg_cache_key(struct pg_cache_client *cc, const struct pg_cache_req *r
 		cache_key_field(&k, "types", r->st->body + r->st->types_off, r->st->body_len - r->st->types_off);
 		cache_key_field(&k, "bind", r->bind_rest, r->bind_rest_len);
 	}
-	const struct pg_params *pp = &c->pool->params;
-	for (uint32_t i = 0; i < pp->n; i++) {
-		const char *v = pg_guc_expected(c, pp->v[i].name);
-		cache_key_setting(&k, pp->v[i].name, v ? v : pp->v[i].value);
+	if (pg_cache_settings_digest(cc) != 0) {
+		cache_key_deinit(&k);
+		return -1;
 	}
-	for (uint32_t i = 0; i < c->gucs.n; i++)
-		if (!pg_params_get(pp, c->gucs.v[i].name))
-			cache_key_setting(&k, c->gucs.v[i].name, c->gucs.v[i].value);
+	cache_key_field(&k, "settings", cc->settings_digest, CACHE_KEY_LEN);
 	int rc = cache_key_final(&k, cc->key);
 	cache_key_deinit(&k);
 	return rc;

@@ -61,6 +61,9 @@ struct pg_cache_client {
 	bool head_learnt; /* the head request's tables were asked about (known or not, go on) */
 	bool head_session; /* the head Query changes the session: its server becomes tainted */
 	unsigned char key[CACHE_KEY_LEN];
+	unsigned char settings_digest[CACHE_KEY_LEN]; /* pg_cache_settings_digest */
+	uint64_t settings_fp;
+	bool settings_valid;
 	size_t req_len;
 	size_t parse_len; /* the request's Parse (remembered on a hit) */
 	bool unnamed_unsent; /* the unnamed statement was answered from the cache: no server has it */
