@@ -170,8 +170,6 @@ const struct pg_catalog_deps *pg_catalog_peek(struct pg_catalog *cat, const char
 static struct pg_catalog_deps *pg_catalog_put(struct pg_catalog *cat, char *key)
 {
 	uint64_t h = pg_catalog_hash(key);
-	if (cat->n >= 50000)
-		pg_catalog_free_all(cat); /* a schema of that many names: start again */
 	if (cat->n + 1 > cat->nb * 2) {
 		size_t nb = cat->nb ? cat->nb * 2 : 64;
 		struct pg_catalog_deps **b = calloc(nb, sizeof(*b));
@@ -346,6 +344,8 @@ static bool pg_catalog_take(struct pg_catalog *cat, PGresult *res)
 	struct pg_catalog_req *r = cat->head;
 	if (r->gen != cat->gen)
 		return true; /* a forget happened meanwhile: the answer may describe the old schema */
+	if (cat->n + r->n >= 50000)
+		pg_catalog_free_all(cat); /* a schema of that many names: start again */
 	struct pg_catalog_deps **ds = calloc(r->n ? r->n : 1, sizeof(*ds));
 	if (!ds)
 		return false;
@@ -672,8 +672,13 @@ struct pg_catalog_req *pg_catalog_learn(struct pg_catalog *cat, const char *sear
 	r->names = calloc(n ? n : 1, sizeof(char *));
 	r->search_path = search_path ? strdup(search_path) : NULL;
 	bool ok = r->names && (!search_path || r->search_path);
-	for (size_t i = 0; ok && i < n; i++, r->n++)
-		ok = (r->names[i] = strdup(names[i])) != NULL;
+	for (size_t i = 0; ok && i < n; i++) {
+		bool dup = false; /* each name once: the answer's entries are keyed by it */
+		for (size_t k = 0; k < r->n && !dup; k++)
+			dup = strcmp(r->names[k], names[i]) == 0;
+		if (!dup)
+			ok = (r->names[r->n++] = strdup(names[i])) != NULL;
+	}
 	if (!ok) {
 		pg_catalog_req_free(r);
 		return NULL;
