@@ -41,6 +41,8 @@ struct cache_lookup {
 	struct cache_lookup *wnext;       /* the fill's waiters */
 	struct cache_lookup *prev, *next; /* c->lookups */
 	struct cache_spec *spec;          /* the speculative GET in flight, if any */
+	char **vkeys;                     /* cache_lookup_keys */
+	size_t nvkeys;
 	bool spec_match;                  /* ... and the versions read lead to its entry */
 	unsigned char spec_entry[CACHE_KEY_LEN];
 };
@@ -77,10 +79,24 @@ char *cache_store_version_key(struct cache *c, const char *db, const char *table
 	char *k = malloc(n + 1);
 	if (!k)
 		return NULL;
-	if (!db)
-		snprintf(k, n + 1, "%sv:*", c->prefix);
-	else
-		snprintf(k, n + 1, "%sv:%s:%s", c->prefix, db, table ? table : "*");
+	/* (by hand: this runs for every key of every lookup, and snprintf cost more than the rest) */
+	char *p = k;
+	size_t pl = strlen(c->prefix);
+	memcpy(p, c->prefix, pl);
+	p += pl;
+	*p++ = 'v';
+	*p++ = ':';
+	if (!db) {
+		*p++ = '*';
+	} else {
+		size_t dl = strlen(db), tl = table ? strlen(table) : 1;
+		memcpy(p, db, dl);
+		p += dl;
+		*p++ = ':';
+		memcpy(p, table ? table : "*", tl);
+		p += tl;
+	}
+	*p = 0;
 	return k;
 }
 
@@ -129,6 +145,8 @@ static void cache_blob_unref(struct cache_blob *b)
 		free(b);
 }
 
+static void cache_keys_free(char **keys, size_t n);
+
 static void cache_lookup_unspec(struct cache_lookup *l)
 {
 	if (l->spec) {
@@ -153,6 +171,7 @@ static void cache_lookup_free(struct cache_lookup *l)
 	for (size_t i = 0; i < l->ntables; i++)
 		free(l->tables[i]);
 	free(l->tables);
+	cache_keys_free(l->vkeys, l->nvkeys);
 	free(l->db);
 	free(l->entry_key);
 	cache_blob_unref(l->blob);
@@ -392,15 +411,28 @@ static int cache_lookup_entry(struct cache_lookup *l, struct redisReply *reply, 
 		goto out;
 	char hex[2 * CACHE_KEY_LEN + 1];
 	cache_key_hex(l->entry, CACHE_KEY_LEN, hex);
-	snprintf(l->entry_key, n, "%se:%s", l->c->prefix, hex);
+	size_t pl = strlen(l->c->prefix);
+	memcpy(l->entry_key, l->c->prefix, pl);
+	memcpy(l->entry_key + pl, "e:", 2);
+	memcpy(l->entry_key + pl + 2, hex, 2 * CACHE_KEY_LEN + 1);
 	rc = 0;
 out:
 	EVP_MD_CTX_free(md);
 	return rc;
 }
 
-/* Version keys of a lookup: the global epoch, the database epoch, then each table. */
+/* Version keys of a lookup: the global epoch, the database epoch, then each table. Made once
+ * and kept with the lookup (cache_lookup_free frees them). */
+static char **cache_lookup_keys_make(struct cache_lookup *l, size_t *n);
 static char **cache_lookup_keys(struct cache_lookup *l, size_t *n)
+{
+	if (!l->vkeys)
+		l->vkeys = cache_lookup_keys_make(l, &l->nvkeys);
+	*n = l->nvkeys;
+	return l->vkeys;
+}
+
+static char **cache_lookup_keys_make(struct cache_lookup *l, size_t *n)
 {
 	*n = l->ntables + 2;
 	char **keys = calloc(*n, sizeof(*keys));
@@ -439,7 +471,6 @@ static void cache_lookup_on_mget(void *arg, struct redisReply *reply, const char
 	size_t nkeys;
 	char **keys = cache_lookup_keys(l, &nkeys);
 	if (!keys || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != nkeys) {
-		cache_keys_free(keys, nkeys);
 		cache_lookup_bypass(l, CACHE_BYPASS_REDIS_ERROR);
 		return;
 	}
@@ -453,7 +484,6 @@ static void cache_lookup_on_mget(void *arg, struct redisReply *reply, const char
 			bad = true;
 	}
 	if (bad || (missing && l->phase > 0)) {
-		cache_keys_free(keys, nkeys);
 		cache_lookup_bypass(l, CACHE_BYPASS_REDIS_ERROR);
 		return;
 	}
@@ -470,14 +500,12 @@ static void cache_lookup_on_mget(void *arg, struct redisReply *reply, const char
 			if (cache_store_set(c, keys[i], v, true, cache_store_ignore, NULL) != 0)
 				break;
 		}
-		cache_keys_free(keys, nkeys);
 		l->phase = 1;
 		if (cache_lookup_mget(l) != 0)
 			cache_lookup_bypass(l, cache_store_why_unreadable(c));
 		return;
 	}
 	int rc = cache_lookup_entry(l, reply, (const char *const *)keys);
-	cache_keys_free(keys, nkeys);
 	if (rc != 0) {
 		cache_lookup_bypass(l, CACHE_BYPASS_REDIS_ERROR);
 		return;
@@ -526,7 +554,6 @@ static int cache_lookup_mget(struct cache_lookup *l)
 	}
 	free(argv);
 	free(lens);
-	cache_keys_free(keys, nkeys);
 	return rc;
 }
 
@@ -564,8 +591,16 @@ static void cache_lookup_speculate(struct cache_lookup *l)
 		return;
 	char hex[2 * CACHE_KEY_LEN + 1], key[256];
 	cache_key_hex(p->entry, CACHE_KEY_LEN, hex);
-	int n = snprintf(key, sizeof(key), "%se:%s", c->prefix, hex);
-	struct cache_spec *s = n > 0 && (size_t)n < sizeof(key) ? calloc(1, sizeof(*s)) : NULL;
+	size_t pl = strlen(c->prefix);
+	int n = (int)(pl + 2 + 2 * CACHE_KEY_LEN);
+	if (pl + 2 + sizeof(hex) <= sizeof(key)) {
+		memcpy(key, c->prefix, pl);
+		memcpy(key + pl, "e:", 2);
+		memcpy(key + pl + 2, hex, sizeof(hex));
+	} else {
+		n = -1;
+	}
+	struct cache_spec *s = n > 0 ? calloc(1, sizeof(*s)) : NULL;
 	if (!s)
 		return;
 	s->l = l;

@@ -136,9 +136,15 @@ static const struct pg_catalog_deps *pg_catalog_lookup(struct pg_catalog *cat, c
 							const char *name, bool current, int64_t ttl_factor)
 {
 	char key[512];
-	int kl = snprintf(key, sizeof(key), "%s\x01%s", search_path ? search_path : "", name);
+	const char *sp = search_path ? search_path : "";
+	size_t sl = strlen(sp), nl = strlen(name);
 	struct pg_catalog_deps *d;
-	if (kl < 0 || (size_t)kl >= sizeof(key)) {
+	if (sl + nl + 2 <= sizeof(key)) {
+		memcpy(key, sp, sl);
+		key[sl] = '\x01';
+		memcpy(key + sl + 1, name, nl + 1);
+	}
+	if (sl + nl + 2 > sizeof(key)) {
 		char *k = pg_catalog_key(search_path, name);
 		if (!k)
 			return NULL;
