@@ -228,6 +228,17 @@ class GcsHandler(FakeHandler):
             hdrs.append(("WWW-Authenticate", 'Bearer realm="https://accounts.google.com/"'))
         self.send_json(code, error_doc(code, message, reason), hdrs)
 
+    def wait_recorded(self):
+        """A request is recorded just after its answer is written: let those finish (a client
+        may already hold the answer), but not hang on one that stalls."""
+        srv = self.server
+        deadline = time.time() + 2
+        while time.time() < deadline:
+            with srv.lock:
+                if srv.in_flight <= 0:
+                    return
+            time.sleep(0.005)
+
     def control(self, method):
         srv = self.server
         if method == "POST" and self.url_path == "/_fake/config":
@@ -235,18 +246,13 @@ class GcsHandler(FakeHandler):
         if method == "GET" and self.url_path == "/_fake/config":
             return self.send_json(200, srv.snapshot())
         if method == "GET" and self.url_path == "/_fake/requests":
-            # a request is recorded just after its answer is written: let those finish (a client
-            # may already hold the answer), but not hang on one that stalls
-            deadline = time.time() + 2
-            while time.time() < deadline:
-                with srv.lock:
-                    if srv.in_flight <= 0:
-                        break
-                time.sleep(0.005)
+            self.wait_recorded()
             with srv.lock:
                 recs = list(srv.records)
             return self.send_json(200, {"requests": recs})
         if method == "POST" and self.url_path == "/_fake/reset":
+            # the same for a reset: a request answered before it must not be recorded after it
+            self.wait_recorded()
             srv.reset(bool(self.read_json().get("data")))
             return self.send_json(200, {"ok": True})
         self.send_json(404, error_doc(404, "unknown control endpoint"))
