@@ -132,16 +132,34 @@ void pg_client_fail(struct pg_client *c, const char *sqlstate, const char *fmt, 
 		pg_tls_linger(c->pg, bev);
 }
 
+/* AuthenticationOk and the ParameterStatus messages: the pool's values (prebuilt, copied in
+ * runs), with the client's own settings where it asked for some, as pg_guc_expected says. */
+static int pg_client_put_params(struct pg_client *c, struct evbuffer *out)
+{
+	struct pg_pool *p = c->pool;
+	if (!out || pg_pool_login_msgs(p) != 0)
+		return -1;
+	int rc = 0;
+	uint32_t from = 0; /* start of the prebuilt bytes not yet added */
+	for (uint32_t i = 0; rc == 0 && i < p->params.n; i++) {
+		const char *name = p->params.v[i].name;
+		const char *v = pg_params_get(&c->gucs, name);
+		if (!v && strcmp(name, "application_name") == 0)
+			v = ""; /* servers log in as "tether"; a client that named itself nothing sees nothing */
+		if (!v)
+			continue;
+		rc = evbuffer_add(out, p->login_msgs + from, p->login_off[i] - from);
+		if (rc == 0)
+			rc = pgproto_put_parameter_status(out, name, v);
+		from = p->login_off[i + 1];
+	}
+	return rc == 0 ? evbuffer_add(out, p->login_msgs + from, p->login_off[p->params.n] - from) : rc;
+}
+
 void pg_client_login_done(struct pg_client *c)
 {
 	struct evbuffer *out = pg_client_output(c);
-	struct pg_pool *p = c->pool;
-	int rc = pgproto_put_auth_ok(out);
-	for (uint32_t i = 0; rc == 0 && i < p->params.n; i++) {
-		/* the pool's values, with the client's own settings where it asked for some */
-		const char *v = pg_guc_expected(c, p->params.v[i].name);
-		rc = pgproto_put_parameter_status(out, p->params.v[i].name, v ? v : p->params.v[i].value);
-	}
+	int rc = pg_client_put_params(c, out);
 	if (rc == 0)
 		rc = pgproto_put_backend_key_data(out, (uint32_t)c->cancel_pid, (uint32_t)c->cancel_key);
 	if (rc == 0)

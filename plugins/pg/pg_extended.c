@@ -195,8 +195,9 @@ static bool pg_ext_ident(const char **p, char *out, size_t outlen)
  * notifications. Over-detection (a LISTEN in a string) only pins a client needlessly. */
 static bool pg_ext_mentions_listen(const char *q, size_t n)
 {
-	for (size_t i = 0; i + 6 <= n; i++) {
-		if (strncasecmp(q + i, "listen", 6) != 0)
+	/* (every statement is scanned: from one L to the next with strcspn, which is vectorised) */
+	for (size_t i = strcspn(q, "lL"); i + 6 <= n; i += 1 + strcspn(q + i + 1, "lL")) {
+		if ((q[i + 1] | 0x20) != 'i' || strncasecmp(q + i, "listen", 6) != 0)
 			continue;
 		bool before = i == 0 || !(isalnum((unsigned char)q[i - 1]) || q[i - 1] == '_');
 		bool after = i + 6 == n || !(isalnum((unsigned char)q[i + 6]) || q[i + 6] == '_');
@@ -210,11 +211,10 @@ enum pg_ext_sql { PG_EXT_SQL_OTHER, PG_EXT_SQL_DEALLOCATE, PG_EXT_SQL_DEALLOCATE
 		  PG_EXT_SQL_RESET_ALL, PG_EXT_SQL_UNLISTEN_ALL };
 static enum pg_ext_sql pg_ext_classify(const char *q, char *name, size_t namelen);
 
-/* LISTEN pins a transaction-mode client to its server until UNLISTEN * (or DISCARD ALL). */
-static void pg_ext_track_listen(struct pg_client *c, const char *q)
+/* LISTEN pins a transaction-mode client to its server until UNLISTEN * (or DISCARD ALL);
+ * `kind` is pg_ext_classify's for `q`. */
+static void pg_ext_track_listen(struct pg_client *c, const char *q, enum pg_ext_sql kind)
 {
-	char name[8];
-	int kind = pg_ext_classify(q, name, sizeof(name));
 	if (kind == PG_EXT_SQL_UNLISTEN_ALL || kind == PG_EXT_SQL_DISCARD_ALL) {
 		c->listening = false;
 	} else if (pg_ext_mentions_listen(q, strlen(q)) && !c->listening) {
@@ -230,6 +230,9 @@ static enum pg_ext_sql pg_ext_classify(const char *q, char *name, size_t namelen
 	while (isspace((unsigned char)*q))
 		q++;
 	enum pg_ext_sql kind = PG_EXT_SQL_OTHER;
+	char first = (char)(*q | 0x20);
+	if (first != 'd' && first != 'r' && first != 'u')
+		return kind; /* (most statements: no keyword below starts with their letter) */
 	if (pg_ext_keyword(&q, "deallocate")) {
 		(void)pg_ext_keyword(&q, "prepare");
 		if (pg_ext_keyword(&q, "all"))
@@ -270,7 +273,7 @@ static int pg_ext_sql_effects(struct pg_client *c, struct pg_server *s, struct e
 	enum pg_ext_sql kind = pg_ext_classify(q, name, sizeof(name));
 	if (kind == PG_EXT_SQL_RESET_ALL || kind == PG_EXT_SQL_DISCARD_ALL)
 		pg_guc_server_reset(s);
-	pg_ext_track_listen(c, q);
+	pg_ext_track_listen(c, q, kind);
 	if (kind == PG_EXT_SQL_DEALLOCATE_ALL || kind == PG_EXT_SQL_DISCARD_ALL) {
 		pg_stmt_map_clear(&c->stmts, &c->pool->stmts);
 		pg_stmt_set_clear(&s->stmts, &s->pool->stmts);
@@ -332,8 +335,11 @@ int pg_extended_client_msg(struct pg_client *c, struct evbuffer *in, uint8_t typ
 	if (txn && type == 'Q' && !pg_extended_on(c) && len <= 4096) {
 		/* statement names relayed unchanged; LISTEN still pins the client to its server */
 		const unsigned char *m = evbuffer_pullup(in, (ssize_t)len + 1);
-		if (m && m[len] == 0)
-			pg_ext_track_listen(c, (const char *)m + 5);
+		if (m && m[len] == 0) {
+			char name[8];
+			const char *q = (const char *)m + 5;
+			pg_ext_track_listen(c, q, pg_ext_classify(q, name, sizeof(name)));
+		}
 		return 0;
 	}
 	if (!pg_extended_on(c)) {

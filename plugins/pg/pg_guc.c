@@ -20,6 +20,35 @@ static const char *const pg_guc_reported_names[] = {
 	"standard_conforming_strings", "default_transaction_read_only", NULL,
 };
 
+_Static_assert(sizeof(pg_guc_reported_names) / sizeof(pg_guc_reported_names[0]) == PG_GUC_NREPORTED + 1,
+	       "PG_GUC_NREPORTED");
+#define PG_GUC_APPLICATION_NAME 0
+
+/* The index of a reported setting spelled as pg_guc_reported_names has it (a client's gucs keep
+ * that spelling), else -1: one strcmp, on the hot path of every server a client is given. */
+static int pg_guc_reported_index(const char *name)
+{
+	int i;
+	switch (name[0]) {
+	case 'a': i = 0; break;
+	case 'c': i = 1; break;
+	case 'D': i = 2; break;
+	case 'I': i = 3; break;
+	case 'T': i = 4; break;
+	case 's': i = 5; break;
+	case 'd': i = 6; break;
+	default: return -1;
+	}
+	return strcmp(name, pg_guc_reported_names[i]) == 0 ? i : -1;
+}
+
+/* The values of the reported settings in `p`, by index. */
+static void pg_guc_reported_values(const struct pg_params *p, const char *v[PG_GUC_NREPORTED])
+{
+	for (size_t i = 0; i < PG_GUC_NREPORTED; i++)
+		v[i] = pg_params_get(p, pg_guc_reported_names[i]);
+}
+
 static const char *pg_guc_reported_name(const char *name)
 {
 	for (size_t i = 0; pg_guc_reported_names[i]; i++)
@@ -166,18 +195,38 @@ int pg_guc_apply(struct pg_client *c, struct pg_server *s)
 {
 	struct evbuffer *sql = NULL;
 	int rc = 0;
-	/* reported settings: what the client was told (its own or the pool's) against the server's */
-	for (size_t i = 0; rc == 0 && pg_guc_reported_names[i]; i++) {
-		const char *n = pg_guc_reported_names[i];
-		const char *want = pg_guc_expected(c, n);
-		const char *have = pg_params_get(&s->params, n);
-		if (want && (!have || strcmp(want, have) != 0))
-			rc = pg_guc_set(&sql, n, want);
+	/* reported settings: what the client was told (its own or the pool's, as pg_guc_expected
+	 * says) against the server's; both sides' values looked up once, not per server given */
+	struct pg_pool *pool = c->pool;
+	if (!pool->reported_ok && pool->have_params) {
+		pg_guc_reported_values(&pool->params, pool->reported);
+		pool->reported_ok = true;
+	}
+	if (!s->reported_ok) {
+		pg_guc_reported_values(&s->params, s->reported);
+		s->reported_ok = true;
+	}
+	const char *want[PG_GUC_NREPORTED];
+	if (pool->reported_ok)
+		memcpy(want, pool->reported, sizeof(want));
+	else
+		pg_guc_reported_values(&pool->params, want);
+	/* servers log in as "tether"; a client that named itself nothing sees nothing */
+	want[PG_GUC_APPLICATION_NAME] = "";
+	for (uint32_t i = 0; i < c->gucs.n; i++) {
+		int k = pg_guc_reported_index(c->gucs.v[i].name);
+		if (k >= 0)
+			want[k] = c->gucs.v[i].value;
+	}
+	for (size_t i = 0; rc == 0 && i < PG_GUC_NREPORTED; i++) {
+		const char *have = s->reported[i];
+		if (want[i] && (!have || (have != want[i] && strcmp(want[i], have) != 0)))
+			rc = pg_guc_set(&sql, pg_guc_reported_names[i], want[i]);
 	}
 	/* others: what the client asked for against what tether set on this server */
 	for (uint32_t i = 0; rc == 0 && i < c->gucs.n; i++) {
 		const struct pg_param *p = &c->gucs.v[i];
-		if (pg_guc_reported_name(p->name))
+		if (pg_guc_reported_index(p->name) >= 0)
 			continue;
 		const char *have = pg_params_get(&s->gucs, p->name);
 		if (!have || strcmp(have, p->value) != 0) {

@@ -37,6 +37,9 @@ struct pg_params {
 	uint32_t n, cap;
 };
 
+/* How many settings PostgreSQL reports with ParameterStatus that a client may set (pg_guc.c). */
+#define PG_GUC_NREPORTED 7
+
 /* What tether expects a server to answer next, in order, for the messages whose answers it
  * must recognise: Parse, Close, and everything that ends in ReadyForQuery. */
 enum pg_expect_kind {
@@ -62,6 +65,15 @@ struct pg_io_cbs {
 	bool (*idle)(void *arg);              /* bare: may its empty buffers be freed now? */
 };
 
+/* A bare socket's output buffer: its "bytes added" callback's argument names the connection
+ * it is lent to, so the pair is kept whole among pg's spares (pg_out.c). */
+struct pg_obuf {
+	struct evbuffer *b;
+	struct pg_out *o; /* NULL while spare */
+};
+/* Emptied bare-socket buffers kept for the next busy connection (each kind). */
+#define PG_IO_SPARE 64
+
 /* A connection's socket I/O (pg_out.c). Servers and TLS clients: a bufferevent, written
  * directly when plain. Plain client sockets ("bare"): just the fd and one event, with input and
  * output evbuffers that exist only while bytes are in them or the connection is busy, so an
@@ -72,7 +84,8 @@ struct pg_out {
 	struct bufferevent *bev;    /* NULL for a bare socket */
 	struct event *rev;          /* bev: our read event (the bufferevent's is off); bare: the
 				       socket's one event, EV_READ and/or EV_WRITE */
-	struct evbuffer *in, *outb; /* bare: made on first need (pg_io_input / pg_io_output) */
+	struct evbuffer *in;        /* bare: made (or taken from pg's spares) on first need */
+	struct pg_obuf *ob;         /* bare: the output, likewise (pg_io_input / pg_io_output) */
 	const struct pg_io_cbs *cbs;
 	void *arg;
 	evutil_socket_t fd; /* bare; -1 once closed */
@@ -123,6 +136,11 @@ struct pg {
 	struct pg_linger *lingering; /* closing connections still writing their last message */
 	struct event *flush_ev;      /* writes what this loop pass queued (pg_out.c) */
 	struct pg_out *dirty;
+	/* pg_out.c: empty buffers a bare socket gave back, so that a transaction does not pay for
+	 * evbuffer_new / evbuffer_add_cb / evbuffer_free each time (an idle client holds none) */
+	struct evbuffer *spare_in[PG_IO_SPARE];
+	struct pg_obuf *spare_out[PG_IO_SPARE];
+	uint32_t nspare_in, nspare_out;
 	struct pg_client *dead_clients;
 	struct pg_client *clients; /* every open client (all_next/all_prev) */
 	struct pg_auth auth;
@@ -157,6 +175,14 @@ struct pg_pool {
 	uint64_t prepares, guc_applies; /* statements tether prepared, settings queries it ran */
 	uint64_t checks;                /* idle servers checked before reuse */
 	struct pg_cache_pool *cache;    /* pg_cache.c; NULL without a `cache` section */
+	/* AuthenticationOk and a ParameterStatus per params entry, as a client with no settings of
+	 * its own is told them at login; login_off[i]: where params.v[i]'s message starts,
+	 * login_off[params.n]: the end (pg_pool_login_msgs, once have_params) */
+	unsigned char *login_msgs;
+	uint32_t *login_off;
+	/* params' values of the reported settings by pg_guc.c's index, once have_params */
+	const char *reported[PG_GUC_NREPORTED];
+	bool reported_ok;
 };
 
 /* Ordered to leave no holes: an idle client is this, one event and its strings. */
@@ -200,6 +226,10 @@ struct pg_server {
 	struct pg_client *client;
 	int32_t backend_pid, backend_key;
 	struct pg_params params;
+	/* params' values of the reported settings (pg_guc.c), valid while reported_ok: cleared on
+	 * every change of params */
+	const char *reported[PG_GUC_NREPORTED];
+	bool reported_ok;
 	char tx_status;       /* from the last ReadyForQuery */
 	uint32_t pending_sync; /* ReadyForQuery answers expected (SYNC and QUERY_DROP entries) */
 	size_t relay_remaining; /* bytes of a large message still to forward */
@@ -358,6 +388,8 @@ void pg_pool_acquire(struct pg_pool *pool, struct pg_client *c);
 /* The client is done with its server (transaction end in transaction mode, disconnect). */
 void pg_pool_release(struct pg_pool *pool, struct pg_server *s, bool reusable);
 void pg_pool_server_ready(struct pg_pool *pool, struct pg_server *s);
+/* Builds pool->login_msgs once the pool has its params; 0 or -1 (memory). */
+int pg_pool_login_msgs(struct pg_pool *pool);
 void pg_pool_server_failed(struct pg_pool *pool, struct pg_server *s, const char *why);
 void pg_pool_unwait(struct pg_pool *pool, struct pg_client *c);
 void pg_pool_reap(struct pg *pg);

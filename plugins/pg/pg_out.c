@@ -6,6 +6,7 @@
  * the client is busy), which is most of what an idle client costs otherwise. TLS connections
  * keep libevent's own paths. */
 #include <errno.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -68,9 +69,8 @@ static void pg_out_on_flush(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void pg_out_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+static void pg_out_mark(struct pg_out *o, const struct evbuffer_cb_info *info)
 {
-	struct pg_out *o = arg;
 	if (info->n_added == 0 || o->dirty || !o->direct)
 		return;
 	o->dirty = true;
@@ -81,6 +81,18 @@ static void pg_out_added(struct evbuffer *buf, const struct evbuffer_cb_info *in
 	o->pg->dirty = o;
 	/* runs in this same loop pass, after the callback that queued the bytes */
 	event_active(o->pg->flush_ev, 0, 0);
+}
+
+static void pg_out_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	pg_out_mark(arg, info);
+}
+
+static void pg_io_bare_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct pg_obuf *ob = arg;
+	if (ob->o)
+		pg_out_mark(ob->o, info);
 }
 
 #define PG_IN_READ 65536
@@ -166,6 +178,13 @@ void pg_out_stop(struct pg *pg)
 {
 	while (pg->dirty)
 		pg_out_unlink(pg->dirty);
+	while (pg->nspare_in)
+		evbuffer_free(pg->spare_in[--pg->nspare_in]);
+	while (pg->nspare_out) {
+		struct pg_obuf *ob = pg->spare_out[--pg->nspare_out];
+		evbuffer_free(ob->b);
+		free(ob);
+	}
 	if (pg->flush_ev)
 		event_free(pg->flush_ev);
 	pg->flush_ev = NULL;
@@ -243,7 +262,9 @@ void pg_out_detach(struct pg_out *o)
 
 void pg_out_written(struct pg_out *o)
 {
-	if (o->direct && o->bev && evbuffer_get_length(bufferevent_get_output(o->bev)) == 0)
+	/* (after every flush: disabling what is off already costs libevent's locks and event_del) */
+	if (o->direct && o->bev && (bufferevent_get_enabled(o->bev) & EV_WRITE) &&
+	    evbuffer_get_length(bufferevent_get_output(o->bev)) == 0)
 		bufferevent_disable(o->bev, EV_WRITE);
 }
 
@@ -271,27 +292,48 @@ static void pg_io_arm(struct pg_out *o)
 		o->armed = want;
 }
 
-/* Frees whichever buffer is empty while the connection says it is idle. */
+/* A bare socket's buffers go back among the spares when empty (and while pg_out runs), else
+ * are freed. */
+static void pg_io_put_in(struct pg *pg, struct evbuffer *b)
+{
+	if (pg->flush_ev && pg->nspare_in < PG_IO_SPARE && evbuffer_get_length(b) == 0)
+		pg->spare_in[pg->nspare_in++] = b;
+	else
+		evbuffer_free(b);
+}
+
+static void pg_io_put_out(struct pg *pg, struct pg_obuf *ob)
+{
+	ob->o = NULL;
+	if (pg->flush_ev && pg->nspare_out < PG_IO_SPARE && evbuffer_get_length(ob->b) == 0) {
+		pg->spare_out[pg->nspare_out++] = ob;
+		return;
+	}
+	evbuffer_free(ob->b);
+	free(ob);
+}
+
+/* Gives back whichever buffer is empty while the connection says it is idle. */
 static void pg_io_trim(struct pg_out *o)
 {
 	if (o->fd < 0 || (o->cbs->idle && !o->cbs->idle(o->arg)))
 		return;
 	if (o->in && evbuffer_get_length(o->in) == 0) {
-		evbuffer_free(o->in);
+		pg_io_put_in(o->pg, o->in);
 		o->in = NULL;
 	}
-	if (o->outb && !o->dirty && evbuffer_get_length(o->outb) == 0) {
-		evbuffer_free(o->outb);
-		o->outb = NULL;
+	if (o->ob && !o->dirty && evbuffer_get_length(o->ob->b) == 0) {
+		pg_io_put_out(o->pg, o->ob);
+		o->ob = NULL;
 	}
 }
 
 /* Writes what it can. Returns false after reporting an error to the event callback. */
 static bool pg_io_bare_write(struct pg_out *o)
 {
-	if (!o->outb || evbuffer_get_length(o->outb) == 0)
+	if (!o->ob || evbuffer_get_length(o->ob->b) == 0)
 		return true;
-	int n = evbuffer_write(o->outb, o->fd);
+	int n = evbuffer_write(o->ob->b, o->fd);
 	if (n > 0)
 		return true;
 	int err = EVUTIL_SOCKET_ERROR();
@@ -310,7 +352,7 @@ static void pg_io_bare_flush(struct pg_out *o)
 {
 	if (o->fd < 0 || !pg_io_bare_write(o))
 		return;
-	if (o->outb && evbuffer_get_length(o->outb) > 0) {
+	if (o->ob && evbuffer_get_length(o->ob->b) > 0) {
 		o->wr_on = true;
 		pg_io_arm(o);
 		return;
@@ -327,7 +369,7 @@ static void pg_io_on_socket(evutil_socket_t fd, short what, void *arg)
 	if (what & EV_WRITE) {
 		if (!pg_io_bare_write(o))
 			return;
-		size_t left = o->outb ? evbuffer_get_length(o->outb) : 0;
+		size_t left = o->ob ? evbuffer_get_length(o->ob->b) : 0;
 		if (left == 0) {
 			o->wr_on = false;
 			pg_io_arm(o);
@@ -397,34 +439,51 @@ void pg_io_setcb(struct pg_out *o, const struct pg_io_cbs *cbs, void *arg)
 		bufferevent_setcb(o->bev, pg_io_bev_read, pg_io_bev_write, pg_io_bev_event, o);
 }
 
-static struct evbuffer *pg_io_bare_buffer(struct pg_out *o, bool output)
+static struct evbuffer *pg_io_bare_in(struct pg_out *o)
 {
-	struct evbuffer **b = output ? &o->outb : &o->in;
-	if (*b || !o->bare || o->fd < 0)
-		return *b;
-	struct evbuffer *nb = evbuffer_new();
-	if (nb && output && !evbuffer_add_cb(nb, pg_out_added, o)) {
-		evbuffer_free(nb);
-		nb = NULL;
+	if (o->in || !o->bare || o->fd < 0)
+		return o->in;
+	struct pg *pg = o->pg;
+	o->in = pg->nspare_in ? pg->spare_in[--pg->nspare_in] : evbuffer_new();
+	return o->in;
+}
+
+static struct evbuffer *pg_io_bare_out(struct pg_out *o)
+{
+	if (o->ob || !o->bare || o->fd < 0)
+		return o->ob ? o->ob->b : NULL;
+	struct pg *pg = o->pg;
+	struct pg_obuf *ob = pg->nspare_out ? pg->spare_out[--pg->nspare_out] : NULL;
+	if (!ob && (ob = calloc(1, sizeof(*ob))) != NULL) {
+		ob->b = evbuffer_new();
+		if (!ob->b || !evbuffer_add_cb(ob->b, pg_io_bare_added, ob)) {
+			if (ob->b)
+				evbuffer_free(ob->b);
+			free(ob);
+			ob = NULL;
+		}
 	}
-	*b = nb;
-	return nb;
+	if (!ob)
+		return NULL;
+	ob->o = o;
+	o->ob = ob;
+	return ob->b;
 }
 
 struct evbuffer *pg_io_input(struct pg_out *o)
 {
-	return o->bev ? bufferevent_get_input(o->bev) : pg_io_bare_buffer(o, false);
+	return o->bev ? bufferevent_get_input(o->bev) : pg_io_bare_in(o);
 }
 
 struct evbuffer *pg_io_output(struct pg_out *o)
 {
-	return o->bev ? bufferevent_get_output(o->bev) : pg_io_bare_buffer(o, true);
+	return o->bev ? bufferevent_get_output(o->bev) : pg_io_bare_out(o);
 }
 
 size_t pg_io_unsent(const struct pg_out *o)
 {
 	if (!o->bev)
-		return o->bare && o->outb ? evbuffer_get_length(o->outb) : 0;
+		return o->bare && o->ob ? evbuffer_get_length(o->ob->b) : 0;
 	struct bufferevent *u = bufferevent_get_underlying(o->bev);
 	return evbuffer_get_length(bufferevent_get_output(o->bev)) + (u ? evbuffer_get_length(bufferevent_get_output(u)) : 0);
 }
@@ -448,10 +507,11 @@ static void pg_io_bare_free(struct pg_out *o)
 	o->rev = NULL;
 	o->armed = 0;
 	if (o->in)
-		evbuffer_free(o->in);
-	if (o->outb)
-		evbuffer_free(o->outb);
-	o->in = o->outb = NULL;
+		pg_io_put_in(o->pg, o->in);
+	if (o->ob)
+		pg_io_put_out(o->pg, o->ob);
+	o->in = NULL;
+	o->ob = NULL;
 	if (o->fd >= 0)
 		evutil_closesocket(o->fd);
 	o->fd = -1;
@@ -471,7 +531,7 @@ struct bufferevent *pg_io_bufferevent(struct pg_out *o)
 	if (bev) {
 		o->fd = -1; /* the bufferevent's now */
 		/* (unread input is not carried: TLS starts with none, a lingering close reads none) */
-		if (o->outb && evbuffer_add_buffer(bufferevent_get_output(bev), o->outb) != 0) {
+		if (o->ob && evbuffer_add_buffer(bufferevent_get_output(bev), o->ob->b) != 0) {
 			bufferevent_free(bev);
 			bev = NULL;
 		}

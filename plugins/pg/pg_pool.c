@@ -42,6 +42,8 @@ void pg_pools_destroy(struct pg *pg)
 		pg_pool_close_all(p, "shutting down");
 		pg_cache_pool_deinit(p);
 		pg_params_clear(&p->params);
+		free(p->login_msgs);
+		free(p->login_off);
 		pg_stmt_registry_free(&p->stmts);
 		OPENSSL_cleanse(&p->scram_keys, sizeof(p->scram_keys));
 		event_free(p->retry_ev);
@@ -201,6 +203,39 @@ static void pg_pool_file(struct pg_pool *p, struct pg_server *s)
 	p->idle = s;
 	p->nidle++;
 	pg_maybe_drained(p->pg);
+}
+
+int pg_pool_login_msgs(struct pg_pool *p)
+{
+	if (p->login_msgs)
+		return 0;
+	if (!p->have_params)
+		return -1;
+	/* the same builders as for a client's own values, so that the bytes are the same */
+	struct evbuffer *b = evbuffer_new();
+	uint32_t *off = malloc(((size_t)p->params.n + 1) * sizeof(*off));
+	int rc = b && off ? pgproto_put_auth_ok(b) : -1;
+	for (uint32_t i = 0; rc == 0 && i < p->params.n; i++) {
+		off[i] = (uint32_t)evbuffer_get_length(b);
+		rc = pgproto_put_parameter_status(b, p->params.v[i].name, p->params.v[i].value);
+	}
+	unsigned char *msgs = NULL;
+	if (rc == 0) {
+		size_t n = evbuffer_get_length(b);
+		off[p->params.n] = (uint32_t)n;
+		msgs = malloc(n);
+		if (msgs)
+			evbuffer_copyout(b, msgs, n);
+	}
+	if (b)
+		evbuffer_free(b);
+	if (!msgs) {
+		free(off);
+		return -1;
+	}
+	p->login_msgs = msgs;
+	p->login_off = off;
+	return 0;
 }
 
 void pg_pool_server_ready(struct pg_pool *p, struct pg_server *s)

@@ -222,6 +222,7 @@ static int pg_server_login_msg(struct pg_server *s, char type, const unsigned ch
 		if (strnlen(value, len - nl - 1) == len - nl - 1)
 			return -1;
 		pg_params_set(&s->params, name, value);
+		s->reported_ok = false;
 		return 0;
 	}
 	case 'K':
@@ -331,6 +332,7 @@ static int pg_server_status_msg(struct pg_server *s, struct pg_client *c, struct
 		size_t nl = strnlen(name, bl);
 		if (nl + 1 < bl && body[bl - 1] == 0) {
 			(void)!pg_params_set(&s->params, name, name + nl + 1);
+			s->reported_ok = false;
 			if (!drop && c)
 				pg_guc_reported(c, name, name + nl + 1);
 		}
@@ -416,6 +418,28 @@ void pg_server_unhold(struct pg_server *s)
 	pg_server_resume(s);
 }
 
+/* Bytes at the front of `in`, within its first contiguous chunk, that are whole messages
+ * pg_server_relay forwards (or drops) without looking inside: not ReadyForQuery,
+ * ParameterStatus, ParseComplete, CloseComplete or an error (each has its own bookkeeping), none
+ * malformed, none larger than 64 KiB. */
+static size_t pg_server_plain_run(const struct pg_server *s, struct evbuffer *in)
+{
+	struct evbuffer_iovec v;
+	if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+		return 0;
+	const unsigned char *p = v.iov_base;
+	size_t off = 0, n = v.iov_len;
+	while (off + 5 <= n) {
+		uint8_t t = p[off];
+		uint32_t len = pg_wire_u32(p + off + 1);
+		if (t == 'Z' || t == 'S' || t == '1' || t == '3' || t == 'E' || len < 4 || len > 64 * 1024 ||
+		    off + (size_t)len + 1 > n)
+			break;
+		off += (size_t)len + 1;
+	}
+	return off;
+}
+
 /* Server bytes for the client, message by message, bodies not copied: answers to tether's own
  * messages are swallowed (see pg_expect.c), a large message streams as it arrives. */
 static void pg_server_relay(struct pg_server *s, struct evbuffer *in)
@@ -446,6 +470,21 @@ static void pg_server_relay(struct pg_server *s, struct evbuffer *in)
 			s->pool->bytes_out += n;
 			continue;
 		}
+		bool drop = pg_expect_head(s) == PG_EXP_QUERY_DROP || !to;
+		if (drop || !c->cache) {
+			/* the messages passed on unread (rows, descriptions, completions) that lie whole
+			 * in the first chunk of `in` move on in one piece, read in place */
+			size_t run = pg_server_plain_run(s, in);
+			if (run > 0) {
+				if (!drop)
+					evbuffer_remove_buffer(in, to, run);
+				else
+					evbuffer_drain(in, run);
+				s->relay_drop = drop;
+				s->pool->bytes_out += run;
+				continue;
+			}
+		}
 		if (evbuffer_get_length(in) < 5)
 			return;
 		unsigned char h[5];
@@ -455,7 +494,6 @@ static void pg_server_relay(struct pg_server *s, struct evbuffer *in)
 			pg_server_close(s, "protocol error from server");
 			return;
 		}
-		bool drop = pg_expect_head(s) == PG_EXP_QUERY_DROP || !to;
 		size_t want = (size_t)len + 1;
 		uint8_t t = h[0];
 		if (t == 'Z' || t == 'S' || t == '1' || t == '3' || (t == 'E' && drop && pg_expect_head(s))) {
