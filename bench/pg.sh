@@ -46,41 +46,16 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE + 200)) ]; th
   exit 1
 fi
 
-tmp=$(mktemp -d /tmp/tether-bench-XXXXXX)
-chmod 755 "$tmp"
+. bench/lib.sh
+bench_setup bench
 mkdir -p "$tmp/pgb" "$tmp/tether"
-chown postgres: "$tmp" "$tmp/pgb"
-pids=()
-cleanup() {
-  if [ -f "$tmp/pgb/pgbouncer.pid" ]; then kill "$(cat "$tmp/pgb/pgbouncer.pid")" 2>/dev/null || true; fi
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  if [ -f "$tmp/data/postmaster.pid" ]; then
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$tmp/data" -m immediate stop >/dev/null 2>&1 || true
-  fi
-  sleep 0.3
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+chown postgres: "$tmp/pgb"
+# shellcheck disable=SC2016 # expanded at exit
+BENCH_CLEANUP_HOOK='if [ -f "$tmp/pgb/pgbouncer.pid" ]; then kill "$(cat "$tmp/pgb/pgbouncer.pid")" 2>/dev/null || true; fi'
 PGPORT=$(port) PGBPORT=$(port) TPORT=$(port) ADMIN=$(port)
 
 # --- PostgreSQL ------------------------------------------------------------------------------
-runuser -u postgres -- "$PG_BIN/initdb" -D "$tmp/data" -U postgres --auth=trust --no-sync \
-  --encoding=UTF8 --locale=C >/dev/null
-cat >> "$tmp/data/postgresql.conf" <<EOF
-listen_addresses = ''
-port = $PGPORT
-unix_socket_directories = '$tmp'
-max_connections = 200
-shared_buffers = 256MB
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-EOF
-runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$tmp/data" -l "$tmp/postgres.log" -w start >/dev/null
-psql() { "$PG_BIN/psql" -X -q -h "$tmp" -p "$PGPORT" -U postgres -v ON_ERROR_STOP=1 "$@"; }
-psql -c "create role bench login" -c "create database bench owner bench"
-"$PG_BIN/pgbench" -i -q -s "$SCALE" -h "$tmp" -p "$PGPORT" -U bench bench 2>/dev/null
+bench_postgres "$SCALE"
 
 # --- PgBouncer (runs as postgres: it refuses root; setpriv, unlike runuser, keeps ulimit -n) --
 echo '"bench" ""' > "$tmp/pgb/userlist.txt"

@@ -36,37 +36,12 @@ fi
 TETHERD=$(realpath "$TETHERD")
 id postgres >/dev/null 2>&1 || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin postgres
 
-tmp=$(mktemp -d /tmp/tether-instr-XXXXXX)
-chmod 755 "$tmp"
+. bench/lib.sh
+bench_setup instr
 mkdir -p "$tmp/pgb" "$tmp/tether"
-chown postgres: "$tmp" "$tmp/pgb"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  if [ -f "$tmp/data/postmaster.pid" ]; then
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$tmp/data" -m immediate stop >/dev/null 2>&1 || true
-  fi
-  sleep 0.5
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+chown postgres: "$tmp/pgb"
 PGPORT=$(port) PGBPORT=$(port) TPORT=$(port) ADMIN=$(port)
-
-runuser -u postgres -- "$PG_BIN/initdb" -D "$tmp/data" -U postgres --auth=trust --no-sync \
-  --encoding=UTF8 --locale=C >/dev/null
-cat >> "$tmp/data/postgresql.conf" <<EOF
-listen_addresses = ''
-port = $PGPORT
-unix_socket_directories = '$tmp'
-max_connections = 200
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-EOF
-runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$tmp/data" -l "$tmp/postgres.log" -w start >/dev/null
-"$PG_BIN/psql" -X -q -h "$tmp" -p "$PGPORT" -U postgres -c "create role bench login" -c "create database bench owner bench"
-"$PG_BIN/pgbench" -i -q -s "$SCALE" -h "$tmp" -p "$PGPORT" -U bench bench 2>/dev/null
+bench_postgres "$SCALE"
 
 echo '"bench" ""' > "$tmp/pgb/userlist.txt"
 cat > "$tmp/pgb/pgbouncer.ini" <<EOF
