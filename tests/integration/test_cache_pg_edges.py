@@ -2,15 +2,17 @@
 while its write still runs (the write is invalidated once the server has answered, so a read
 through another tether after the commit is never stale), the unnamed statement of a request that
 was answered from the cache (a later Bind of it without a Parse still runs the right statement,
-in session and in transaction pooling), and the catalog being unreachable (reads bypass with
-reason `dependencies`, writes invalidate the whole database)."""
+in session and in transaction pooling), the catalog being unreachable (reads bypass with
+reason `dependencies`, writes invalidate the whole database), and concurrent misses of one
+statement running it once (the others wait for its result)."""
+import threading
 import time
 
 import pytest
 
 from harness import scaled, wait_until
-from test_cache_pg import (B, D, E, P, Q, SYNC, Wire, db, error_code, one, pg2, prefix,  # noqa: F401
-                           split_messages, tether, until_hit)
+from test_cache_pg import (B, D, E, P, Q, SYNC, Wire, db, error_code, execute, one, pg2, prefix,  # noqa: F401
+                           slow_subquery, split_messages, tether, until_hit)
 
 
 def data_rows(resp):
@@ -98,3 +100,32 @@ def test_catalog_unreachable_reads_bypass_and_writes_invalidate_everything(tethe
     # the catalog comes back by itself (after its backoff) and reads are cached again
     until_hit(t, lambda: one(conn, read), tries=40, what="cached again once the catalog is back")
     conn.close()
+
+
+def test_concurrent_misses_of_one_statement_run_it_once(tether, db):
+    t = tether("a")
+    conn = pg2(t)
+    # the cache's epoch is known and cpg_products learnt before the race starts
+    until_hit(t, lambda: one(conn, "select name from cpg_products where id = 1"))
+    execute(db, "create or replace view cpg_slow as select p.id, p.name from cpg_products p, "
+                + slow_subquery(db, 1.0))
+    sql = "select name from cpg_slow where id = 2"
+    assert one(conn, "select name from cpg_slow where id = 3") == ("plum",)  # the view is learnt
+    before = t.cache()
+    results = []
+
+    def read():
+        c = pg2(t)
+        results.append(one(c, sql))
+        c.close()
+    threads = [threading.Thread(target=read) for _ in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(scaled(60))
+    after = t.cache()
+    assert results == [("pear",)] * 6, results
+    assert after["misses"] - before["misses"] == 1, (before, after)
+    # the other five were answered with its result: waiting for it, or from Redis after it
+    assert after["hits"] - before["hits"] == 5, (before, after)
+    assert after["single_flight_waits"] - before["single_flight_waits"] >= 1, "no read waited for the first"
