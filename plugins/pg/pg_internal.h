@@ -89,6 +89,7 @@ struct pg_out {
 	const struct pg_io_cbs *cbs;
 	void *arg;
 	evutil_socket_t fd; /* bare; -1 once closed */
+	evutil_socket_t wfd; /* bev, direct: the socket pg_out_flush writes (asked once at attach) */
 	bool dirty, direct, rd_on, wr_on;
 	bool bare;     /* no bufferevent: fd, rev, in and outb are the connection */
 	uint8_t armed; /* bare: the EV_READ / EV_WRITE the event is added with */
@@ -141,6 +142,11 @@ struct pg {
 	struct evbuffer *spare_in[PG_IO_SPARE];
 	struct pg_obuf *spare_out[PG_IO_SPARE];
 	uint32_t nspare_in, nspare_out;
+	/* ... and, likewise for a connection per transaction, a bare socket's deleted event and
+	 * the client structs freed (pg_client.c takes and gives those; pg_out_stop frees both) */
+	struct event *spare_ev[PG_IO_SPARE];
+	struct pg_client *spare_client[PG_IO_SPARE];
+	uint32_t nspare_ev, nspare_client;
 	struct pg_client *dead_clients;
 	struct pg_client *clients; /* every open client (all_next/all_prev) */
 	struct pg_auth auth;
@@ -343,7 +349,11 @@ void pg_params_clear(struct pg_params *p);
 
 /* pg_expect.c: the queue of answers a server owes, and what to do with each answer */
 int pg_expect_push(struct pg_server *s, enum pg_expect_kind kind, struct pg_stmt *st);
-int pg_expect_head(const struct pg_server *s);
+/* The kind of the next answer expected, 0 when none (inline: asked for every server message). */
+static inline int pg_expect_head(const struct pg_server *s)
+{
+	return s->exp_n ? s->exp[s->exp_head].kind : 0;
+}
 void pg_expect_clear(struct pg_server *s);
 enum pg_expect_action { PG_EXP_PASS, PG_EXP_DROP, PG_EXP_AS_PARSE, PG_EXP_DESYNC };
 /* ParseComplete ('1') or CloseComplete ('3') arrived. */

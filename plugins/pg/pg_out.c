@@ -44,7 +44,7 @@ static void pg_out_flush(struct pg_out *o)
 	struct evbuffer *out = bufferevent_get_output(bev);
 	if (evbuffer_get_length(out) > 0) {
 		evbuffer_unfreeze(out, 1);
-		int n = evbuffer_write(out, bufferevent_getfd(bev));
+		int n = evbuffer_write(out, o->wfd);
 		evbuffer_freeze(out, 1);
 		(void)n; /* an error shows on the EV_WRITE path below, as libevent reports it */
 	}
@@ -185,6 +185,10 @@ void pg_out_stop(struct pg *pg)
 		evbuffer_free(ob->b);
 		free(ob);
 	}
+	while (pg->nspare_ev)
+		event_free(pg->spare_ev[--pg->nspare_ev]);
+	while (pg->nspare_client)
+		free(pg->spare_client[--pg->nspare_client]);
 	if (pg->flush_ev)
 		event_free(pg->flush_ev);
 	pg->flush_ev = NULL;
@@ -219,6 +223,7 @@ void pg_out_attach(struct pg *pg, struct pg_out *o, struct bufferevent *bev, boo
 	if (o->cbs)
 		bufferevent_setcb(bev, pg_io_bev_read, pg_io_bev_write, pg_io_bev_event, o);
 	o->direct = direct && pg->flush_ev != NULL;
+	o->wfd = bufferevent_getfd(bev);
 	if (o->direct && !evbuffer_add_cb(bufferevent_get_output(bev), pg_out_added, o))
 		o->direct = false;
 	if (o->direct)
@@ -296,7 +301,13 @@ static void pg_io_arm(struct pg_out *o)
  * are freed. */
 static void pg_io_put_in(struct pg *pg, struct evbuffer *b)
 {
-	if (pg->flush_ev && pg->nspare_in < PG_IO_SPARE && evbuffer_get_length(b) == 0)
+	if (!pg->flush_ev || pg->nspare_in >= PG_IO_SPARE) {
+		evbuffer_free(b);
+		return;
+	}
+	/* (what is left unread at a close, a client's Terminate say, is dropped anyway) */
+	size_t left = evbuffer_get_length(b);
+	if (left == 0 || evbuffer_drain(b, left) == 0)
 		pg->spare_in[pg->nspare_in++] = b;
 	else
 		evbuffer_free(b);
@@ -418,8 +429,11 @@ int pg_io_attach_fd(struct pg *pg, struct pg_out *o, evutil_socket_t fd, const s
 	o->wr_on = false;
 	o->rd_on = true;
 	/* (accepted sockets are non-blocking already) */
+	/* (a spare event is assigned by pg_io_arm; it was made on this base) */
+	if (pg->flush_ev && pg->nspare_ev)
+		o->rev = pg->spare_ev[--pg->nspare_ev];
 	if (!pg->flush_ev ||
-	    !(o->rev = event_new(core_base(pg->core), fd, EV_READ | EV_PERSIST, pg_io_on_socket, o))) {
+	    (!o->rev && !(o->rev = event_new(core_base(pg->core), fd, EV_READ | EV_PERSIST, pg_io_on_socket, o)))) {
 		pg_io_bare_free(o);
 		return -1;
 	}
@@ -502,8 +516,13 @@ evutil_socket_t pg_io_fd(const struct pg_out *o)
 static void pg_io_bare_free(struct pg_out *o)
 {
 	pg_out_unlink(o);
-	if (o->rev)
-		event_free(o->rev);
+	if (o->rev) {
+		struct pg *pg = o->pg;
+		if (pg->flush_ev && pg->nspare_ev < PG_IO_SPARE && event_del(o->rev) == 0)
+			pg->spare_ev[pg->nspare_ev++] = o->rev;
+		else
+			event_free(o->rev);
+	}
 	o->rev = NULL;
 	o->armed = 0;
 	if (o->in)
