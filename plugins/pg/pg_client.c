@@ -170,7 +170,7 @@ static unsigned char *pg_client_put_u32(unsigned char *p, uint32_t v)
 }
 
 #define PG_LOGIN_BUF 2048
-#define PG_LOGIN_MAX_PARAMS 64
+#define PG_LOGIN_MAX_OVER 16
 
 /* The whole login answer (what pg_client_put_params, BackendKeyData and ReadyForQuery add) built
  * in one piece and added at once, byte for byte the same; 1 when it does not fit here (many or
@@ -181,31 +181,45 @@ static int pg_client_put_login(struct pg_client *c, struct evbuffer *out)
 	if (!out || pg_pool_login_msgs(p) != 0)
 		return -1;
 	uint32_t n = p->params.n;
-	if (n > PG_LOGIN_MAX_PARAMS)
-		return 1;
-	/* the client's values by the pool's index: each of its settings looked up once */
-	const char *over[PG_LOGIN_MAX_PARAMS];
-	uint32_t app = n;
-	for (uint32_t i = 0; i < n; i++) {
-		const char *name = p->params.v[i].name;
-		over[i] = NULL;
-		for (uint32_t j = 0; j < c->gucs.n; j++) {
-			if (c->gucs.v[j].name[0] == name[0] && strcmp(c->gucs.v[j].name, name) == 0) {
-				over[i] = c->gucs.v[j].value;
-				break;
-			}
-		}
-		if (name[0] == 'a' && strcmp(name, "application_name") == 0)
-			app = i;
+	/* the client's values that replace the pool's, by the pool's index in increasing order:
+	 * each of its settings looked up once (names are unique on both sides) */
+	struct {
+		uint32_t i;
+		const char *v;
+	} ov[PG_LOGIN_MAX_OVER];
+	uint32_t nov = 0;
+	bool app = false;
+	for (uint32_t j = 0; j < c->gucs.n; j++) {
+		const char *name = c->gucs.v[j].name;
+		uint32_t i = 0;
+		while (i < n && (p->params.v[i].name[0] != name[0] || strcmp(p->params.v[i].name, name) != 0))
+			i++;
+		if (i == n)
+			continue;
+		if (nov == PG_LOGIN_MAX_OVER)
+			return 1;
+		uint32_t k = nov++;
+		for (; k > 0 && ov[k - 1].i > i; k--)
+			ov[k] = ov[k - 1];
+		ov[k].i = i;
+		ov[k].v = c->gucs.v[j].value;
+		app = app || i == p->login_app;
 	}
-	if (app < n && !over[app])
-		over[app] = ""; /* servers log in as "tether"; a client that named itself nothing sees nothing */
+	if (!app && p->login_app < n) {
+		/* servers log in as "tether"; a client that named itself nothing sees nothing */
+		if (nov == PG_LOGIN_MAX_OVER)
+			return 1;
+		uint32_t k = nov++;
+		for (; k > 0 && ov[k - 1].i > p->login_app; k--)
+			ov[k] = ov[k - 1];
+		ov[k].i = p->login_app;
+		ov[k].v = "";
+	}
 	unsigned char buf[PG_LOGIN_BUF], *w = buf, *end = buf + sizeof(buf);
 	uint32_t from = 0; /* start of the prebuilt bytes not yet copied */
-	for (uint32_t i = 0; i < n; i++) {
-		if (!over[i])
-			continue;
-		size_t pre = p->login_off[i] - from, nl = strlen(p->params.v[i].name) + 1, vl = strlen(over[i]) + 1;
+	for (uint32_t k = 0; k < nov; k++) {
+		uint32_t i = ov[k].i;
+		size_t pre = p->login_off[i] - from, nl = strlen(p->params.v[i].name) + 1, vl = strlen(ov[k].v) + 1;
 		if ((size_t)(end - w) < pre + 5 + nl + vl)
 			return 1;
 		memcpy(w, p->login_msgs + from, pre);
@@ -214,7 +228,7 @@ static int pg_client_put_login(struct pg_client *c, struct evbuffer *out)
 		w = pg_client_put_u32(w, (uint32_t)(4 + nl + vl));
 		memcpy(w, p->params.v[i].name, nl);
 		w += nl;
-		memcpy(w, over[i], vl);
+		memcpy(w, ov[k].v, vl);
 		w += vl;
 		from = p->login_off[i + 1];
 	}

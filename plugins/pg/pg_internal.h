@@ -186,6 +186,7 @@ struct pg_pool {
 	 * login_off[params.n]: the end (pg_pool_login_msgs, once have_params) */
 	unsigned char *login_msgs;
 	uint32_t *login_off;
+	uint32_t login_app; /* params' index of application_name (params.n: none) */
 	/* params' values of the reported settings by pg_guc.c's index, once have_params */
 	const char *reported[PG_GUC_NREPORTED];
 	bool reported_ok;
@@ -236,6 +237,7 @@ struct pg_server {
 	 * every change of params */
 	const char *reported[PG_GUC_NREPORTED];
 	bool reported_ok;
+	uint8_t reported_same; /* bit i: reported[i] is the pool's value too (both unset or equal) */
 	char tx_status;       /* from the last ReadyForQuery */
 	uint32_t pending_sync; /* ReadyForQuery answers expected (SYNC and QUERY_DROP entries) */
 	size_t relay_remaining; /* bytes of a large message still to forward */

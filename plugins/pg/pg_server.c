@@ -477,6 +477,8 @@ static void pg_server_relay(struct pg_server *s, struct evbuffer *in)
 			s->pool->bytes_out += n;
 			continue;
 		}
+		if (evbuffer_get_length(in) < 5)
+			return; /* (nothing for a run either) */
 		bool drop = pg_expect_head(s) == PG_EXP_QUERY_DROP || !to;
 		if (drop || !c->cache) {
 			/* the messages passed on unread (rows, descriptions, completions) that lie whole
