@@ -137,6 +137,7 @@ struct pg {
 	struct pg_linger *lingering; /* closing connections still writing their last message */
 	struct event *flush_ev;      /* writes what this loop pass queued (pg_out.c) */
 	struct pg_out *dirty;
+	bool in_io; /* inside pg_out.c's socket callbacks: they flush on their way out */
 	/* pg_out.c: empty buffers a bare socket gave back, so that a transaction does not pay for
 	 * evbuffer_new / evbuffer_add_cb / evbuffer_free each time (an idle client holds none) */
 	struct evbuffer *spare_in[PG_IO_SPARE];

@@ -79,8 +79,28 @@ static void pg_out_mark(struct pg_out *o, const struct evbuffer_cb_info *info)
 	if (o->next)
 		o->next->prev = o;
 	o->pg->dirty = o;
-	/* runs in this same loop pass, after the callback that queued the bytes */
-	event_active(o->pg->flush_ev, 0, 0);
+	/* runs in this same loop pass, after the callback that queued the bytes (or, inside
+	 * pg_out.c's own socket callbacks, as each of them returns) */
+	if (!o->pg->in_io)
+		event_active(o->pg->flush_ev, 0, 0);
+}
+
+/* Around a socket callback: what it queued is written as it returns, without another trip
+ * through the event loop (nested calls leave it to the outermost). */
+static bool pg_io_enter(struct pg *pg)
+{
+	bool outer = !pg->in_io;
+	pg->in_io = true;
+	return outer;
+}
+
+static void pg_io_leave(struct pg *pg, bool outer)
+{
+	if (!outer)
+		return;
+	if (pg->dirty)
+		pg_out_on_flush(-1, 0, pg); /* (marks made meanwhile join its loop) */
+	pg->in_io = false;
 }
 
 static void pg_out_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
@@ -100,10 +120,9 @@ static void pg_io_bare_added(struct evbuffer *buf, const struct evbuffer_cb_info
 /* The socket is readable: one read into a shared buffer, then only the bytes that came are
  * added to the bufferevent's input (a reserved chain per read would cost every connection its
  * full size at once under a burst), then the bufferevent's own read or event callback. */
-static void pg_in_on_readable(evutil_socket_t fd, short what, void *arg)
+static void pg_in_readable(struct pg_out *o, evutil_socket_t fd)
 {
 	static unsigned char buf[PG_IN_READ];
-	struct pg_out *o = arg;
 	struct bufferevent *bev = o->bev;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	ssize_t n = read(fd, buf, sizeof(buf));
@@ -132,6 +151,15 @@ static void pg_in_on_readable(evutil_socket_t fd, short what, void *arg)
 		EVUTIL_SET_SOCKET_ERROR(err);
 	if (eventcb)
 		eventcb(bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), cbarg);
+}
+
+static void pg_in_on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_out *o = arg;
+	struct pg *pg = o->pg;
+	bool outer = pg_io_enter(pg);
+	pg_in_readable(o, fd);
+	pg_io_leave(pg, outer);
 }
 
 static void pg_io_arm(struct pg_out *o);
@@ -373,10 +401,9 @@ static void pg_io_bare_flush(struct pg_out *o)
 	pg_io_trim(o);
 }
 
-static void pg_io_on_socket(evutil_socket_t fd, short what, void *arg)
+static void pg_io_socket(struct pg_out *o, evutil_socket_t fd, short what)
 {
 	static unsigned char buf[PG_IN_READ];
-	struct pg_out *o = arg;
 	if (what & EV_WRITE) {
 		if (!pg_io_bare_write(o))
 			return;
@@ -414,6 +441,15 @@ static void pg_io_on_socket(evutil_socket_t fd, short what, void *arg)
 	if (n < 0)
 		EVUTIL_SET_SOCKET_ERROR(err);
 	o->cbs->event(o->arg, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR));
+}
+
+static void pg_io_on_socket(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_out *o = arg;
+	struct pg *pg = o->pg;
+	bool outer = pg_io_enter(pg);
+	pg_io_socket(o, fd, what);
+	pg_io_leave(pg, outer);
 }
 
 int pg_io_attach_fd(struct pg *pg, struct pg_out *o, evutil_socket_t fd, const struct pg_io_cbs *cbs, void *arg)
