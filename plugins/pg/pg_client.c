@@ -316,7 +316,7 @@ void pg_client_process(struct pg_client *c)
 	while (!s && evbuffer_get_length(in) >= 5) {
 		/* Terminate on an idle client needs no server, nor does DEALLOCATE */
 		unsigned char h[5];
-		evbuffer_copyout(in, h, 5);
+		pg_buf_head(in, h);
 		if (h[0] == 'X') {
 			pg_client_close(c);
 			return;
@@ -360,7 +360,7 @@ void pg_client_process(struct pg_client *c)
 				n = c->relay_remaining;
 			if (n == 0)
 				break;
-			evbuffer_remove_buffer(in, to, n);
+			pg_buf_move(in, to, n);
 			c->relay_remaining -= n;
 			c->pool->bytes_in += n;
 			continue;
@@ -370,7 +370,7 @@ void pg_client_process(struct pg_client *c)
 		if (cache && pg_cache_before(c) != 0)
 			return;
 		unsigned char h[5];
-		evbuffer_copyout(in, h, 5);
+		pg_buf_head(in, h);
 		uint32_t len = pg_wire_u32(h + 1);
 		if (len < 4 || len > c->pg->conf->max_packet_size) {
 			pg_client_fail(c, "08P01", "invalid message length %u (max_packet_size is %llu)", len,
@@ -449,7 +449,7 @@ void pg_client_process(struct pg_client *c)
 		size_t n = avail;
 		if (n > want)
 			n = want;
-		evbuffer_remove_buffer(in, to, n);
+		pg_buf_move(in, to, n);
 		c->relay_remaining = want - n;
 		c->pool->bytes_in += n;
 	}

@@ -5,8 +5,11 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+
+#include <event2/buffer.h>
 
 #include "core.h"
 #include "pg_auth.h"
@@ -331,6 +334,26 @@ void pg_tls_error(struct bufferevent *bev, char *buf, size_t len);
 /* Frees `bev` once what is queued on it was written (at most a second from now). */
 void pg_tls_linger(struct pg *pg, struct bufferevent *bev);
 void pg_tls_linger_stop(struct pg *pg);
+
+/* evbuffer_remove_buffer(in, to, n), calling straight into libevent's own shortcut (moving
+ * every chain) when all of `in` goes, as it mostly does for a message relayed whole. */
+static inline void pg_buf_move(struct evbuffer *in, struct evbuffer *to, size_t n)
+{
+	if (n >= evbuffer_get_length(in))
+		evbuffer_add_buffer(to, in);
+	else
+		evbuffer_remove_buffer(in, to, n);
+}
+
+/* The first 5 bytes of `in`, which has them (a message's type and length word). */
+static inline void pg_buf_head(struct evbuffer *in, unsigned char h[5])
+{
+	const unsigned char *p = evbuffer_pullup(in, 5); /* (in place when the first chain has them) */
+	if (p)
+		memcpy(h, p, 5);
+	else
+		evbuffer_copyout(in, h, 5);
+}
 
 /* pg_wire.c (messages are built with pgproto.h) */
 void pg_wire_error(struct evbuffer *out, const char *severity, const char *sqlstate, const char *fmt, ...)

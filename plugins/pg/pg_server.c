@@ -470,7 +470,7 @@ static void pg_server_relay(struct pg_server *s, struct evbuffer *in)
 			if (to && !s->relay_drop && c->cache)
 				pg_cache_capture(c, in, n, 0, false);
 			if (to && !s->relay_drop)
-				evbuffer_remove_buffer(in, to, n);
+				pg_buf_move(in, to, n);
 			else
 				evbuffer_drain(in, n);
 			s->relay_remaining -= n;
@@ -487,7 +487,7 @@ static void pg_server_relay(struct pg_server *s, struct evbuffer *in)
 			size_t run = pg_server_plain_run(in, !drop && pg_expect_head(s) == PG_EXP_SYNC, &ready);
 			if (run > 0) {
 				if (!drop)
-					evbuffer_remove_buffer(in, to, run);
+					pg_buf_move(in, to, run);
 				else
 					evbuffer_drain(in, run);
 				s->relay_drop = drop;
@@ -506,7 +506,7 @@ static void pg_server_relay(struct pg_server *s, struct evbuffer *in)
 		if (evbuffer_get_length(in) < 5)
 			return;
 		unsigned char h[5];
-		evbuffer_copyout(in, h, 5);
+		pg_buf_head(in, h);
 		uint32_t len = pg_wire_u32(h + 1);
 		if (len < 4) {
 			pg_server_close(s, "protocol error from server");
@@ -536,7 +536,7 @@ static void pg_server_relay(struct pg_server *s, struct evbuffer *in)
 		if (!drop && c->cache)
 			pg_cache_capture(c, in, n, t, true);
 		if (!drop)
-			evbuffer_remove_buffer(in, to, n);
+			pg_buf_move(in, to, n);
 		else
 			evbuffer_drain(in, n);
 		s->relay_drop = drop;
