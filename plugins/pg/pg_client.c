@@ -35,7 +35,11 @@ void pg_client_free(struct pg_client *c)
 		event_free(c->wait_timer);
 	free(c->user); /* (database and application_name are in the same allocation) */
 	pg_params_clear(&c->gucs);
-	free(c);
+	struct pg *pg = c->pg;
+	if (pg->flush_ev && pg->nspare_client < PG_IO_SPARE)
+		pg->spare_client[pg->nspare_client++] = c; /* (pg_out_stop frees the spares) */
+	else
+		free(c);
 }
 
 void pg_client_close(struct pg_client *c)
@@ -156,14 +160,104 @@ static int pg_client_put_params(struct pg_client *c, struct evbuffer *out)
 	return rc == 0 ? evbuffer_add(out, p->login_msgs + from, p->login_off[p->params.n] - from) : rc;
 }
 
+static unsigned char *pg_client_put_u32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+	return p + 4;
+}
+
+#define PG_LOGIN_BUF 2048
+#define PG_LOGIN_MAX_OVER 16
+
+/* The whole login answer (what pg_client_put_params, BackendKeyData and ReadyForQuery add) built
+ * in one piece and added at once, byte for byte the same; 1 when it does not fit here (many or
+ * long settings: the caller adds it message by message), else 0 or -1. */
+static int pg_client_put_login(struct pg_client *c, struct evbuffer *out)
+{
+	struct pg_pool *p = c->pool;
+	if (!out || pg_pool_login_msgs(p) != 0)
+		return -1;
+	uint32_t n = p->params.n;
+	/* the client's values that replace the pool's, by the pool's index in increasing order:
+	 * each of its settings looked up once (names are unique on both sides) */
+	struct {
+		uint32_t i;
+		const char *v;
+	} ov[PG_LOGIN_MAX_OVER];
+	uint32_t nov = 0;
+	bool app = false;
+	for (uint32_t j = 0; j < c->gucs.n; j++) {
+		const char *name = c->gucs.v[j].name;
+		uint32_t i = 0;
+		while (i < n && (p->params.v[i].name[0] != name[0] || strcmp(p->params.v[i].name, name) != 0))
+			i++;
+		if (i == n)
+			continue;
+		if (nov == PG_LOGIN_MAX_OVER)
+			return 1;
+		uint32_t k = nov++;
+		for (; k > 0 && ov[k - 1].i > i; k--)
+			ov[k] = ov[k - 1];
+		ov[k].i = i;
+		ov[k].v = c->gucs.v[j].value;
+		app = app || i == p->login_app;
+	}
+	if (!app && p->login_app < n) {
+		/* servers log in as "tether"; a client that named itself nothing sees nothing */
+		if (nov == PG_LOGIN_MAX_OVER)
+			return 1;
+		uint32_t k = nov++;
+		for (; k > 0 && ov[k - 1].i > p->login_app; k--)
+			ov[k] = ov[k - 1];
+		ov[k].i = p->login_app;
+		ov[k].v = "";
+	}
+	unsigned char buf[PG_LOGIN_BUF], *w = buf, *end = buf + sizeof(buf);
+	uint32_t from = 0; /* start of the prebuilt bytes not yet copied */
+	for (uint32_t k = 0; k < nov; k++) {
+		uint32_t i = ov[k].i;
+		size_t pre = p->login_off[i] - from, nl = strlen(p->params.v[i].name) + 1, vl = strlen(ov[k].v) + 1;
+		if ((size_t)(end - w) < pre + 5 + nl + vl)
+			return 1;
+		memcpy(w, p->login_msgs + from, pre);
+		w += pre;
+		*w++ = 'S';
+		w = pg_client_put_u32(w, (uint32_t)(4 + nl + vl));
+		memcpy(w, p->params.v[i].name, nl);
+		w += nl;
+		memcpy(w, ov[k].v, vl);
+		w += vl;
+		from = p->login_off[i + 1];
+	}
+	size_t rest = p->login_off[n] - from;
+	if ((size_t)(end - w) < rest + 13 + 6)
+		return 1;
+	memcpy(w, p->login_msgs + from, rest);
+	w += rest;
+	*w++ = 'K'; /* BackendKeyData */
+	w = pg_client_put_u32(w, 12);
+	w = pg_client_put_u32(w, (uint32_t)c->cancel_pid);
+	w = pg_client_put_u32(w, (uint32_t)c->cancel_key);
+	*w++ = 'Z'; /* ReadyForQuery, idle */
+	w = pg_client_put_u32(w, 5);
+	*w++ = 'I';
+	return evbuffer_add(out, buf, (size_t)(w - buf)) == 0 ? 0 : -1;
+}
+
 void pg_client_login_done(struct pg_client *c)
 {
 	struct evbuffer *out = pg_client_output(c);
-	int rc = pg_client_put_params(c, out);
-	if (rc == 0)
-		rc = pgproto_put_backend_key_data(out, (uint32_t)c->cancel_pid, (uint32_t)c->cancel_key);
-	if (rc == 0)
-		rc = pgproto_put_ready_for_query(out, 'I');
+	int rc = pg_client_put_login(c, out);
+	if (rc > 0) {
+		rc = pg_client_put_params(c, out);
+		if (rc == 0)
+			rc = pgproto_put_backend_key_data(out, (uint32_t)c->cancel_pid, (uint32_t)c->cancel_key);
+		if (rc == 0)
+			rc = pgproto_put_ready_for_query(out, 'I');
+	}
 	if (rc != 0) {
 		pg_client_close(c);
 		return;
@@ -222,7 +316,7 @@ void pg_client_process(struct pg_client *c)
 	while (!s && evbuffer_get_length(in) >= 5) {
 		/* Terminate on an idle client needs no server, nor does DEALLOCATE */
 		unsigned char h[5];
-		evbuffer_copyout(in, h, 5);
+		pg_buf_head(in, h);
 		if (h[0] == 'X') {
 			pg_client_close(c);
 			return;
@@ -266,7 +360,7 @@ void pg_client_process(struct pg_client *c)
 				n = c->relay_remaining;
 			if (n == 0)
 				break;
-			evbuffer_remove_buffer(in, to, n);
+			pg_buf_move(in, to, n);
 			c->relay_remaining -= n;
 			c->pool->bytes_in += n;
 			continue;
@@ -276,7 +370,7 @@ void pg_client_process(struct pg_client *c)
 		if (cache && pg_cache_before(c) != 0)
 			return;
 		unsigned char h[5];
-		evbuffer_copyout(in, h, 5);
+		pg_buf_head(in, h);
 		uint32_t len = pg_wire_u32(h + 1);
 		if (len < 4 || len > c->pg->conf->max_packet_size) {
 			pg_client_fail(c, "08P01", "invalid message length %u (max_packet_size is %llu)", len,
@@ -355,7 +449,7 @@ void pg_client_process(struct pg_client *c)
 		size_t n = avail;
 		if (n > want)
 			n = want;
-		evbuffer_remove_buffer(in, to, n);
+		pg_buf_move(in, to, n);
 		c->relay_remaining = want - n;
 		c->pool->bytes_in += n;
 	}
@@ -692,7 +786,9 @@ void pg_client_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen, 
 		metrics_add(pg->m_refused, 1);
 		return;
 	}
-	struct pg_client *c = calloc(1, sizeof(*c));
+	struct pg_client *c = pg->nspare_client ? pg->spare_client[--pg->nspare_client] : malloc(sizeof(*c));
+	if (c)
+		memset(c, 0, sizeof(*c));
 	if (!c) {
 		evutil_closesocket(fd);
 		return;

@@ -38,11 +38,6 @@ int pg_expect_push(struct pg_server *s, enum pg_expect_kind kind, struct pg_stmt
 	return 0;
 }
 
-int pg_expect_head(const struct pg_server *s)
-{
-	return s->exp_n ? s->exp[s->exp_head].kind : 0;
-}
-
 /* Removes the head; `refused` = its Parse never took effect on the server. */
 static uint8_t pg_expect_pop(struct pg_server *s, bool refused)
 {

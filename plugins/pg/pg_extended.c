@@ -231,21 +231,23 @@ static enum pg_ext_sql pg_ext_classify(const char *q, char *name, size_t namelen
 		q++;
 	enum pg_ext_sql kind = PG_EXT_SQL_OTHER;
 	char first = (char)(*q | 0x20);
+	/* (most statements: no keyword below starts with their letter; the rest try only the
+	 * keywords that do) */
 	if (first != 'd' && first != 'r' && first != 'u')
-		return kind; /* (most statements: no keyword below starts with their letter) */
-	if (pg_ext_keyword(&q, "deallocate")) {
+		return kind;
+	if (first == 'd' && pg_ext_keyword(&q, "deallocate")) {
 		(void)pg_ext_keyword(&q, "prepare");
 		if (pg_ext_keyword(&q, "all"))
 			kind = PG_EXT_SQL_DEALLOCATE_ALL;
 		else if (pg_ext_ident(&q, name, namelen))
 			kind = PG_EXT_SQL_DEALLOCATE;
-	} else if (pg_ext_keyword(&q, "discard")) {
+	} else if (first == 'd' && pg_ext_keyword(&q, "discard")) {
 		if (pg_ext_keyword(&q, "all"))
 			kind = PG_EXT_SQL_DISCARD_ALL;
-	} else if (pg_ext_keyword(&q, "reset")) {
+	} else if (first == 'r' && pg_ext_keyword(&q, "reset")) {
 		if (pg_ext_keyword(&q, "all"))
 			kind = PG_EXT_SQL_RESET_ALL;
-	} else if (pg_ext_keyword(&q, "unlisten")) {
+	} else if (first == 'u' && pg_ext_keyword(&q, "unlisten")) {
 		if (*q == '*') {
 			q++;
 			while (isspace((unsigned char)*q))

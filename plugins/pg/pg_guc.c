@@ -136,8 +136,11 @@ static int pg_guc_options(struct pg_client *c, const char *opts, char *err, size
 
 int pg_guc_startup(struct pg_client *c, const struct startup *st, char *err, size_t errlen)
 {
-	if (st->application_name && pg_guc_add(c, "application_name", st->application_name, err, errlen) != 0)
+	/* (the name is the canonical one and passes pg_guc_add's checks: set directly) */
+	if (st->application_name && pg_params_set(&c->gucs, "application_name", st->application_name) != 0) {
+		snprintf(err, errlen, "out of memory");
 		return -1;
+	}
 	for (size_t i = 0; i < st->n_params; i++)
 		if (pg_guc_add(c, st->params[i].key, st->params[i].value, err, errlen) != 0)
 			return -1;
@@ -205,6 +208,14 @@ int pg_guc_apply(struct pg_client *c, struct pg_server *s)
 	if (!s->reported_ok) {
 		pg_guc_reported_values(&s->params, s->reported);
 		s->reported_ok = true;
+		/* (the pool's values never change once known: compared once per change of the
+		 * server's, not at every client it is given) */
+		s->reported_same = 0;
+		for (size_t i = 0; pool->reported_ok && i < PG_GUC_NREPORTED; i++) {
+			const char *a = s->reported[i], *b = pool->reported[i];
+			if ((!a && !b) || (a && b && strcmp(a, b) == 0))
+				s->reported_same |= (uint8_t)(1u << i);
+		}
 	}
 	const char *want[PG_GUC_NREPORTED];
 	if (pool->reported_ok)
@@ -213,20 +224,25 @@ int pg_guc_apply(struct pg_client *c, struct pg_server *s)
 		pg_guc_reported_values(&pool->params, want);
 	/* servers log in as "tether"; a client that named itself nothing sees nothing */
 	want[PG_GUC_APPLICATION_NAME] = "";
+	uint64_t others = 0; /* bit i: c->gucs.v[i] is not a reported setting (the first 64) */
 	for (uint32_t i = 0; i < c->gucs.n; i++) {
 		int k = pg_guc_reported_index(c->gucs.v[i].name);
 		if (k >= 0)
 			want[k] = c->gucs.v[i].value;
+		else if (i < 64)
+			others |= (uint64_t)1 << i;
 	}
 	for (size_t i = 0; rc == 0 && i < PG_GUC_NREPORTED; i++) {
 		const char *have = s->reported[i];
+		if (pool->reported_ok && want[i] == pool->reported[i] && (s->reported_same >> i & 1))
+			continue; /* the pool's value, which the server has */
 		if (want[i] && (!have || (have != want[i] && strcmp(want[i], have) != 0)))
 			rc = pg_guc_set(&sql, pg_guc_reported_names[i], want[i]);
 	}
 	/* others: what the client asked for against what tether set on this server */
 	for (uint32_t i = 0; rc == 0 && i < c->gucs.n; i++) {
 		const struct pg_param *p = &c->gucs.v[i];
-		if (pg_guc_reported_index(p->name) >= 0)
+		if (i < 64 ? !(others >> i & 1) : pg_guc_reported_index(p->name) >= 0)
 			continue;
 		const char *have = pg_params_get(&s->gucs, p->name);
 		if (!have || strcmp(have, p->value) != 0) {

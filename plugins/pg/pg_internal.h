@@ -5,8 +5,11 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+
+#include <event2/buffer.h>
 
 #include "core.h"
 #include "pg_auth.h"
@@ -89,6 +92,7 @@ struct pg_out {
 	const struct pg_io_cbs *cbs;
 	void *arg;
 	evutil_socket_t fd; /* bare; -1 once closed */
+	evutil_socket_t wfd; /* bev, direct: the socket pg_out_flush writes (asked once at attach) */
 	bool dirty, direct, rd_on, wr_on;
 	bool bare;     /* no bufferevent: fd, rev, in and outb are the connection */
 	uint8_t armed; /* bare: the EV_READ / EV_WRITE the event is added with */
@@ -136,11 +140,17 @@ struct pg {
 	struct pg_linger *lingering; /* closing connections still writing their last message */
 	struct event *flush_ev;      /* writes what this loop pass queued (pg_out.c) */
 	struct pg_out *dirty;
+	bool in_io; /* inside pg_out.c's socket callbacks: they flush on their way out */
 	/* pg_out.c: empty buffers a bare socket gave back, so that a transaction does not pay for
 	 * evbuffer_new / evbuffer_add_cb / evbuffer_free each time (an idle client holds none) */
 	struct evbuffer *spare_in[PG_IO_SPARE];
 	struct pg_obuf *spare_out[PG_IO_SPARE];
 	uint32_t nspare_in, nspare_out;
+	/* ... and, likewise for a connection per transaction, a bare socket's deleted event and
+	 * the client structs freed (pg_client.c takes and gives those; pg_out_stop frees both) */
+	struct event *spare_ev[PG_IO_SPARE];
+	struct pg_client *spare_client[PG_IO_SPARE];
+	uint32_t nspare_ev, nspare_client;
 	struct pg_client *dead_clients;
 	struct pg_client *clients; /* every open client (all_next/all_prev) */
 	struct pg_auth auth;
@@ -180,6 +190,7 @@ struct pg_pool {
 	 * login_off[params.n]: the end (pg_pool_login_msgs, once have_params) */
 	unsigned char *login_msgs;
 	uint32_t *login_off;
+	uint32_t login_app; /* params' index of application_name (params.n: none) */
 	/* params' values of the reported settings by pg_guc.c's index, once have_params */
 	const char *reported[PG_GUC_NREPORTED];
 	bool reported_ok;
@@ -230,6 +241,7 @@ struct pg_server {
 	 * every change of params */
 	const char *reported[PG_GUC_NREPORTED];
 	bool reported_ok;
+	uint8_t reported_same; /* bit i: reported[i] is the pool's value too (both unset or equal) */
 	char tx_status;       /* from the last ReadyForQuery */
 	uint32_t pending_sync; /* ReadyForQuery answers expected (SYNC and QUERY_DROP entries) */
 	size_t relay_remaining; /* bytes of a large message still to forward */
@@ -323,6 +335,26 @@ void pg_tls_error(struct bufferevent *bev, char *buf, size_t len);
 void pg_tls_linger(struct pg *pg, struct bufferevent *bev);
 void pg_tls_linger_stop(struct pg *pg);
 
+/* evbuffer_remove_buffer(in, to, n), calling straight into libevent's own shortcut (moving
+ * every chain) when all of `in` goes, as it mostly does for a message relayed whole. */
+static inline void pg_buf_move(struct evbuffer *in, struct evbuffer *to, size_t n)
+{
+	if (n >= evbuffer_get_length(in))
+		evbuffer_add_buffer(to, in);
+	else
+		evbuffer_remove_buffer(in, to, n);
+}
+
+/* The first 5 bytes of `in`, which has them (a message's type and length word). */
+static inline void pg_buf_head(struct evbuffer *in, unsigned char h[5])
+{
+	const unsigned char *p = evbuffer_pullup(in, 5); /* (in place when the first chain has them) */
+	if (p)
+		memcpy(h, p, 5);
+	else
+		evbuffer_copyout(in, h, 5);
+}
+
 /* pg_wire.c (messages are built with pgproto.h) */
 void pg_wire_error(struct evbuffer *out, const char *severity, const char *sqlstate, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -343,7 +375,11 @@ void pg_params_clear(struct pg_params *p);
 
 /* pg_expect.c: the queue of answers a server owes, and what to do with each answer */
 int pg_expect_push(struct pg_server *s, enum pg_expect_kind kind, struct pg_stmt *st);
-int pg_expect_head(const struct pg_server *s);
+/* The kind of the next answer expected, 0 when none (inline: asked for every server message). */
+static inline int pg_expect_head(const struct pg_server *s)
+{
+	return s->exp_n ? s->exp[s->exp_head].kind : 0;
+}
 void pg_expect_clear(struct pg_server *s);
 enum pg_expect_action { PG_EXP_PASS, PG_EXP_DROP, PG_EXP_AS_PARSE, PG_EXP_DESYNC };
 /* ParseComplete ('1') or CloseComplete ('3') arrived. */

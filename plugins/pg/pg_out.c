@@ -44,7 +44,7 @@ static void pg_out_flush(struct pg_out *o)
 	struct evbuffer *out = bufferevent_get_output(bev);
 	if (evbuffer_get_length(out) > 0) {
 		evbuffer_unfreeze(out, 1);
-		int n = evbuffer_write(out, bufferevent_getfd(bev));
+		int n = evbuffer_write(out, o->wfd);
 		evbuffer_freeze(out, 1);
 		(void)n; /* an error shows on the EV_WRITE path below, as libevent reports it */
 	}
@@ -79,8 +79,28 @@ static void pg_out_mark(struct pg_out *o, const struct evbuffer_cb_info *info)
 	if (o->next)
 		o->next->prev = o;
 	o->pg->dirty = o;
-	/* runs in this same loop pass, after the callback that queued the bytes */
-	event_active(o->pg->flush_ev, 0, 0);
+	/* runs in this same loop pass, after the callback that queued the bytes (or, inside
+	 * pg_out.c's own socket callbacks, as each of them returns) */
+	if (!o->pg->in_io)
+		event_active(o->pg->flush_ev, 0, 0);
+}
+
+/* Around a socket callback: what it queued is written as it returns, without another trip
+ * through the event loop (nested calls leave it to the outermost). */
+static bool pg_io_enter(struct pg *pg)
+{
+	bool outer = !pg->in_io;
+	pg->in_io = true;
+	return outer;
+}
+
+static void pg_io_leave(struct pg *pg, bool outer)
+{
+	if (!outer)
+		return;
+	if (pg->dirty)
+		pg_out_on_flush(-1, 0, pg); /* (marks made meanwhile join its loop) */
+	pg->in_io = false;
 }
 
 static void pg_out_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
@@ -100,10 +120,9 @@ static void pg_io_bare_added(struct evbuffer *buf, const struct evbuffer_cb_info
 /* The socket is readable: one read into a shared buffer, then only the bytes that came are
  * added to the bufferevent's input (a reserved chain per read would cost every connection its
  * full size at once under a burst), then the bufferevent's own read or event callback. */
-static void pg_in_on_readable(evutil_socket_t fd, short what, void *arg)
+static void pg_in_readable(struct pg_out *o, evutil_socket_t fd)
 {
 	static unsigned char buf[PG_IN_READ];
-	struct pg_out *o = arg;
 	struct bufferevent *bev = o->bev;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	ssize_t n = read(fd, buf, sizeof(buf));
@@ -132,6 +151,15 @@ static void pg_in_on_readable(evutil_socket_t fd, short what, void *arg)
 		EVUTIL_SET_SOCKET_ERROR(err);
 	if (eventcb)
 		eventcb(bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), cbarg);
+}
+
+static void pg_in_on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_out *o = arg;
+	struct pg *pg = o->pg;
+	bool outer = pg_io_enter(pg);
+	pg_in_readable(o, fd);
+	pg_io_leave(pg, outer);
 }
 
 static void pg_io_arm(struct pg_out *o);
@@ -185,6 +213,10 @@ void pg_out_stop(struct pg *pg)
 		evbuffer_free(ob->b);
 		free(ob);
 	}
+	while (pg->nspare_ev)
+		event_free(pg->spare_ev[--pg->nspare_ev]);
+	while (pg->nspare_client)
+		free(pg->spare_client[--pg->nspare_client]);
 	if (pg->flush_ev)
 		event_free(pg->flush_ev);
 	pg->flush_ev = NULL;
@@ -219,6 +251,7 @@ void pg_out_attach(struct pg *pg, struct pg_out *o, struct bufferevent *bev, boo
 	if (o->cbs)
 		bufferevent_setcb(bev, pg_io_bev_read, pg_io_bev_write, pg_io_bev_event, o);
 	o->direct = direct && pg->flush_ev != NULL;
+	o->wfd = bufferevent_getfd(bev);
 	if (o->direct && !evbuffer_add_cb(bufferevent_get_output(bev), pg_out_added, o))
 		o->direct = false;
 	if (o->direct)
@@ -296,7 +329,13 @@ static void pg_io_arm(struct pg_out *o)
  * are freed. */
 static void pg_io_put_in(struct pg *pg, struct evbuffer *b)
 {
-	if (pg->flush_ev && pg->nspare_in < PG_IO_SPARE && evbuffer_get_length(b) == 0)
+	if (!pg->flush_ev || pg->nspare_in >= PG_IO_SPARE) {
+		evbuffer_free(b);
+		return;
+	}
+	/* (what is left unread at a close, a client's Terminate say, is dropped anyway) */
+	size_t left = evbuffer_get_length(b);
+	if (left == 0 || evbuffer_drain(b, left) == 0)
 		pg->spare_in[pg->nspare_in++] = b;
 	else
 		evbuffer_free(b);
@@ -362,10 +401,9 @@ static void pg_io_bare_flush(struct pg_out *o)
 	pg_io_trim(o);
 }
 
-static void pg_io_on_socket(evutil_socket_t fd, short what, void *arg)
+static void pg_io_socket(struct pg_out *o, evutil_socket_t fd, short what)
 {
 	static unsigned char buf[PG_IN_READ];
-	struct pg_out *o = arg;
 	if (what & EV_WRITE) {
 		if (!pg_io_bare_write(o))
 			return;
@@ -405,6 +443,15 @@ static void pg_io_on_socket(evutil_socket_t fd, short what, void *arg)
 	o->cbs->event(o->arg, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR));
 }
 
+static void pg_io_on_socket(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_out *o = arg;
+	struct pg *pg = o->pg;
+	bool outer = pg_io_enter(pg);
+	pg_io_socket(o, fd, what);
+	pg_io_leave(pg, outer);
+}
+
 int pg_io_attach_fd(struct pg *pg, struct pg_out *o, evutil_socket_t fd, const struct pg_io_cbs *cbs, void *arg)
 {
 	o->pg = pg;
@@ -418,8 +465,11 @@ int pg_io_attach_fd(struct pg *pg, struct pg_out *o, evutil_socket_t fd, const s
 	o->wr_on = false;
 	o->rd_on = true;
 	/* (accepted sockets are non-blocking already) */
+	/* (a spare event is assigned by pg_io_arm; it was made on this base) */
+	if (pg->flush_ev && pg->nspare_ev)
+		o->rev = pg->spare_ev[--pg->nspare_ev];
 	if (!pg->flush_ev ||
-	    !(o->rev = event_new(core_base(pg->core), fd, EV_READ | EV_PERSIST, pg_io_on_socket, o))) {
+	    (!o->rev && !(o->rev = event_new(core_base(pg->core), fd, EV_READ | EV_PERSIST, pg_io_on_socket, o)))) {
 		pg_io_bare_free(o);
 		return -1;
 	}
@@ -502,8 +552,13 @@ evutil_socket_t pg_io_fd(const struct pg_out *o)
 static void pg_io_bare_free(struct pg_out *o)
 {
 	pg_out_unlink(o);
-	if (o->rev)
-		event_free(o->rev);
+	if (o->rev) {
+		struct pg *pg = o->pg;
+		if (pg->flush_ev && pg->nspare_ev < PG_IO_SPARE && event_del(o->rev) == 0)
+			pg->spare_ev[pg->nspare_ev++] = o->rev;
+		else
+			event_free(o->rev);
+	}
 	o->rev = NULL;
 	o->armed = 0;
 	if (o->in)

@@ -235,6 +235,10 @@ int pg_pool_login_msgs(struct pg_pool *p)
 	}
 	p->login_msgs = msgs;
 	p->login_off = off;
+	p->login_app = p->params.n;
+	for (uint32_t i = 0; i < p->params.n; i++)
+		if (strcmp(p->params.v[i].name, "application_name") == 0)
+			p->login_app = i;
 	return 0;
 }
 

@@ -421,10 +421,13 @@ void pg_server_unhold(struct pg_server *s)
 /* Bytes at the front of `in`, within its first contiguous chunk, that are whole messages
  * pg_server_relay forwards (or drops) without looking inside: not ReadyForQuery,
  * ParameterStatus, ParseComplete, CloseComplete or an error (each has its own bookkeeping), none
- * malformed, none larger than 64 KiB. */
-static size_t pg_server_plain_run(const struct pg_server *s, struct evbuffer *in)
+ * malformed, none larger than 64 KiB. With `with_ready` the run may end with a well-formed
+ * ReadyForQuery, whose status byte goes to *ready (else *ready is 0): the caller does its
+ * bookkeeping after moving it on with the rest, the same bytes tether would write again. */
+static size_t pg_server_plain_run(struct evbuffer *in, bool with_ready, char *ready)
 {
 	struct evbuffer_iovec v;
+	*ready = 0;
 	if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 		return 0;
 	const unsigned char *p = v.iov_base;
@@ -432,6 +435,10 @@ static size_t pg_server_plain_run(const struct pg_server *s, struct evbuffer *in
 	while (off + 5 <= n) {
 		uint8_t t = p[off];
 		uint32_t len = pg_wire_u32(p + off + 1);
+		if (t == 'Z' && with_ready && len == 5 && off + 6 <= n && p[off + 5]) {
+			*ready = (char)p[off + 5];
+			return off + 6;
+		}
 		if (t == 'Z' || t == 'S' || t == '1' || t == '3' || t == 'E' || len < 4 || len > 64 * 1024 ||
 		    off + (size_t)len + 1 > n)
 			break;
@@ -463,32 +470,43 @@ static void pg_server_relay(struct pg_server *s, struct evbuffer *in)
 			if (to && !s->relay_drop && c->cache)
 				pg_cache_capture(c, in, n, 0, false);
 			if (to && !s->relay_drop)
-				evbuffer_remove_buffer(in, to, n);
+				pg_buf_move(in, to, n);
 			else
 				evbuffer_drain(in, n);
 			s->relay_remaining -= n;
 			s->pool->bytes_out += n;
 			continue;
 		}
+		if (evbuffer_get_length(in) < 5)
+			return; /* (nothing for a run either) */
 		bool drop = pg_expect_head(s) == PG_EXP_QUERY_DROP || !to;
 		if (drop || !c->cache) {
 			/* the messages passed on unread (rows, descriptions, completions) that lie whole
 			 * in the first chunk of `in` move on in one piece, read in place */
-			size_t run = pg_server_plain_run(s, in);
+			char ready;
+			size_t run = pg_server_plain_run(in, !drop && pg_expect_head(s) == PG_EXP_SYNC, &ready);
 			if (run > 0) {
 				if (!drop)
-					evbuffer_remove_buffer(in, to, run);
+					pg_buf_move(in, to, run);
 				else
 					evbuffer_drain(in, run);
 				s->relay_drop = drop;
 				s->pool->bytes_out += run;
+				if (ready) {
+					/* the client's own ReadyForQuery (the head is its SYNC, no cache):
+					 * what pg_server_status_msg does for it, the message already moved */
+					(void)pg_expect_ready(s);
+					s->tx_status = ready;
+					if (pg_server_client_ready(s, c) != 0)
+						return;
+				}
 				continue;
 			}
 		}
 		if (evbuffer_get_length(in) < 5)
 			return;
 		unsigned char h[5];
-		evbuffer_copyout(in, h, 5);
+		pg_buf_head(in, h);
 		uint32_t len = pg_wire_u32(h + 1);
 		if (len < 4) {
 			pg_server_close(s, "protocol error from server");
@@ -518,7 +536,7 @@ static void pg_server_relay(struct pg_server *s, struct evbuffer *in)
 		if (!drop && c->cache)
 			pg_cache_capture(c, in, n, t, true);
 		if (!drop)
-			evbuffer_remove_buffer(in, to, n);
+			pg_buf_move(in, to, n);
 		else
 			evbuffer_drain(in, n);
 		s->relay_drop = drop;
