@@ -36,7 +36,7 @@ void pg_client_free(struct pg_client *c)
 	free(c->user); /* (database and application_name are in the same allocation) */
 	pg_params_clear(&c->gucs);
 	struct pg *pg = c->pg;
-	if (pg->flush_ev && pg->nspare_client < PG_IO_SPARE)
+	if (pg->flush_ev && pg->nspare_client < PG_IO_SPARE_KEEP)
 		pg->spare_client[pg->nspare_client++] = c; /* (pg_out_stop frees the spares) */
 	else
 		free(c);

@@ -4,6 +4,7 @@
 #define TETHER_PG_INTERNAL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -76,6 +77,17 @@ struct pg_obuf {
 };
 /* Emptied bare-socket buffers kept for the next busy connection (each kind). */
 #define PG_IO_SPARE 64
+/* How many are kept. None under AddressSanitizer: a reused client struct or buffer would hide
+ * a use after free from it. */
+static inline size_t pg_io_spare_keep(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	return 0;
+#else
+	return PG_IO_SPARE;
+#endif
+}
+#define PG_IO_SPARE_KEEP pg_io_spare_keep()
 
 /* A connection's socket I/O (pg_out.c). Servers and TLS clients: a bufferevent, written
  * directly when plain. Plain client sockets ("bare"): just the fd and one event, with input and

@@ -329,7 +329,7 @@ static void pg_io_arm(struct pg_out *o)
  * are freed. */
 static void pg_io_put_in(struct pg *pg, struct evbuffer *b)
 {
-	if (!pg->flush_ev || pg->nspare_in >= PG_IO_SPARE) {
+	if (!pg->flush_ev || pg->nspare_in >= PG_IO_SPARE_KEEP) {
 		evbuffer_free(b);
 		return;
 	}
@@ -344,7 +344,7 @@ static void pg_io_put_in(struct pg *pg, struct evbuffer *b)
 static void pg_io_put_out(struct pg *pg, struct pg_obuf *ob)
 {
 	ob->o = NULL;
-	if (pg->flush_ev && pg->nspare_out < PG_IO_SPARE && evbuffer_get_length(ob->b) == 0) {
+	if (pg->flush_ev && pg->nspare_out < PG_IO_SPARE_KEEP && evbuffer_get_length(ob->b) == 0) {
 		pg->spare_out[pg->nspare_out++] = ob;
 		return;
 	}
@@ -554,7 +554,7 @@ static void pg_io_bare_free(struct pg_out *o)
 	pg_out_unlink(o);
 	if (o->rev) {
 		struct pg *pg = o->pg;
-		if (pg->flush_ev && pg->nspare_ev < PG_IO_SPARE && event_del(o->rev) == 0)
+		if (pg->flush_ev && pg->nspare_ev < PG_IO_SPARE_KEEP && event_del(o->rev) == 0)
 			pg->spare_ev[pg->nspare_ev++] = o->rev;
 		else
 			event_free(o->rev);
