@@ -11,6 +11,7 @@
 #include "pg_admin.h"
 #include "pg_internal.h"
 #include "pg_cache.h"
+#include "pg_catalog.h"
 #include "plugin.h"
 
 static void pg_collect(struct metrics_writer *w, void *arg)
@@ -29,6 +30,21 @@ static void pg_collect(struct metrics_writer *w, void *arg)
 			      (double)p->transactions);
 		metrics_write(w, "pg_bytes_in_total", "counter", "Bytes from clients to servers.", kv, (double)p->bytes_in);
 		metrics_write(w, "pg_bytes_out_total", "counter", "Bytes from servers to clients.", kv, (double)p->bytes_out);
+		struct pg_catalog *cat = pg_cache_pool_catalog(p);
+		if (cat) {
+			struct pg_catalog_stats cs;
+			pg_catalog_get_stats(cat, &cs);
+			metrics_write(w, "pg_catalog_queries_total", "counter",
+				      "Questions the read cache asked the catalog (tables behind views, write reach).",
+				      kv, (double)cs.queries);
+			metrics_write(w, "pg_catalog_failures_total", "counter",
+				      "Catalog questions that could not be answered (the cache bypassed, or "
+				      "invalidated everything).", kv, (double)cs.failures);
+			metrics_write(w, "pg_catalog_entries", "gauge", "Table names whose dependencies are known.", kv,
+				      (double)cs.entries);
+			metrics_write(w, "pg_catalog_connected", "gauge", "1 while the catalog connection is up.", kv,
+				      cs.connected ? 1.0 : 0.0);
+		}
 		metrics_write(w, "pg_statements_prepared_total", "counter",
 			      "Named statements tether prepared on a server for transaction-mode clients.", kv,
 			      (double)p->prepares);

@@ -100,6 +100,12 @@ def test_catalog_unreachable_reads_bypass_and_writes_invalidate_everything(tethe
     # the catalog comes back by itself (after its backoff) and reads are cached again
     until_hit(t, lambda: one(conn, read), tries=40, what="cached again once the catalog is back")
     conn.close()
+    metrics = t.proc.admin_get("/metrics")[2].decode()
+    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
+              if line.startswith("tether_pg_catalog_")}
+    assert values['tether_pg_catalog_failures_total{pool="appdb"}'] >= 1, values
+    assert values['tether_pg_catalog_queries_total{pool="appdb"}'] >= 2, values
+    assert values['tether_pg_catalog_connected{pool="appdb"}'] == 1, values
 
 
 def test_concurrent_misses_of_one_statement_run_it_once(tether, db):
