@@ -306,11 +306,16 @@ static void pg_cache_lookup_start(struct pg_cache_client *cc);
 
 static void pg_cache_resume(struct pg_cache_client *cc)
 {
+	struct pg_client *c = cc->c;
+	struct pg_cache_pool *cp = c->pool->cache;
+	struct pg_cache_stmt *st = cc->req_st;
 	cc->busy = false;
 	cc->decided = true;
-	pg_cache_stmt_unref(cc->c->pool->cache, cc->req_st);
 	cc->req_st = NULL;
-	pg_client_process(cc->c);
+	/* relayed first, released after: the Parse being forwarded finds its analysis (the client
+	 * may be closed meanwhile; c itself is freed only after this callback, cc at once) */
+	pg_client_process(c);
+	pg_cache_stmt_unref(cp, st);
 }
 
 static void pg_cache_on_result(void *arg, const struct cache_result *res)
@@ -644,11 +649,14 @@ int pg_cache_before(struct pg_client *c)
 		for (int i = 0; i < ns; i++)
 			infos[i] = &sts[i]->info;
 		int lrc = pg_cache_learn_head(cc, infos, (size_t)ns);
+		/* (the references are held across the scan, so a new text is analysed once) */
+		int rc = lrc == 1 ? 0 : pg_cache_scan_extended(cc, in, &r);
 		for (int i = 0; i < ns; i++)
 			pg_cache_stmt_unref(c->pool->cache, sts[i]);
-		if (lrc == 1)
+		if (lrc == 1) {
+			pg_cache_req_deinit(cc, &r);
 			return 1;
-		int rc = pg_cache_scan_extended(cc, in, &r);
+		}
 		if (rc == 2)
 			return 1;
 		if (rc == 0) {
