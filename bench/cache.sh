@@ -46,14 +46,9 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}" >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-if [ -z "${TETHERD:-}" ]; then
-  make -s build/tetherd
-  TETHERD=build/tetherd
-fi
-TETHERD=$(realpath "$TETHERD")
-id postgres >/dev/null 2>&1 || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin postgres
-
 . bench/lib.sh
+bench_tetherd
+
 bench_setup bench-cache
 mkdir -p "$tmp/off" "$tmp/on" "$tmp/logs"
 PGPORT=$(port) TPORT=$(port) ADMIN_OFF=$(port) ADMIN_ON=$(port)

@@ -2,6 +2,17 @@
 # is removed at exit together with every process started for it, free loopback ports, and one
 # PostgreSQL 15 cluster (fsync off) holding pgbench data. The caller sets PG_BIN first.
 
+# bench_tetherd: $TETHERD as an absolute path (build/tetherd, built, when unset), and the
+# `postgres` OS user the clusters run as.
+bench_tetherd() {
+  if [ -z "${TETHERD:-}" ]; then
+    make -s build/tetherd
+    TETHERD=build/tetherd
+  fi
+  TETHERD=$(realpath "$TETHERD")
+  id postgres >/dev/null 2>&1 || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin postgres
+}
+
 # bench_setup NAME: $tmp (/tmp/tether-NAME-XXXXXX, mode 755, owned by postgres), an empty pids
 # array whose processes are killed at exit, and the exit trap. BENCH_CLEANUP_HOOK, when set,
 # is run first at exit (bench/pg.sh stops PgBouncer by its pid file there).

@@ -34,19 +34,14 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}" >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-if [ -z "${TETHERD:-}" ]; then
-  make -s build/tetherd
-  TETHERD=build/tetherd
-fi
-TETHERD=$(realpath "$TETHERD")
-id postgres >/dev/null 2>&1 || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin postgres
+. bench/lib.sh
+bench_tetherd
 ulimit -n "$(ulimit -Hn)" # every process started below inherits it (10,000 idle clients)
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE + 200)) ]; then
   echo "open file limit $(ulimit -n) is below $((IDLE + 200)): raise the hard limit or use -n" >&2
   exit 1
 fi
 
-. bench/lib.sh
 bench_setup bench
 mkdir -p "$tmp/pgb" "$tmp/tether"
 chown postgres: "$tmp/pgb"

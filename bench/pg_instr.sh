@@ -29,14 +29,9 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 for t in valgrind vgdb pgbouncer "$PG_BIN/pgbench"; do
   command -v "$t" >/dev/null || { echo "needs $t (apt-get install valgrind pgbouncer postgresql-15 postgresql-contrib-15)" >&2; exit 1; }
 done
-if [ -z "${TETHERD:-}" ]; then
-  make -s build/tetherd
-  TETHERD=build/tetherd
-fi
-TETHERD=$(realpath "$TETHERD")
-id postgres >/dev/null 2>&1 || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin postgres
-
 . bench/lib.sh
+bench_tetherd
+
 bench_setup instr
 mkdir -p "$tmp/pgb" "$tmp/tether"
 chown postgres: "$tmp/pgb"
