@@ -92,19 +92,8 @@ MIX2=(-f "$tmp/expensive.sql@45" -f "$tmp/cheap_t.sql@45" -f "$tmp/write_t.sql@1
 SCRIPT_NAMES="expensive,cheap,write" # script numbers in pgbench's logs, for per-script latencies
 
 # --- tether, without and with the cache -------------------------------------------------------
-tether_conf() { # dir admin-port
-  cat <<EOF
-admin: {listen: ["tcp://127.0.0.1:$2"]}
-log: {level: warn}
-postgres:
-  listen: ["unix://$tmp/$1"]
-  port: $TPORT
-  databases:
-    bench: {host: "$tmp", port: $PGPORT, dbname: bench, user: bench, pool_mode: transaction, pool_size: 20}
-EOF
-}
-tether_conf off "$ADMIN_OFF" > "$tmp/off.yaml"
-tether_conf on "$ADMIN_ON" > "$tmp/on.yaml"
+bench_tether_conf "$tmp/off" "$ADMIN_OFF" > "$tmp/off.yaml"
+bench_tether_conf "$tmp/on" "$ADMIN_ON" > "$tmp/on.yaml"
 cat >> "$tmp/on.yaml" <<EOF
 cache:
   redis: unix://$tmp/redis.sock
@@ -181,7 +170,7 @@ print(" ".join(f"{names[k] if k < len(names) else k}={stats(lat[k]).split()[1]}"
 EOF
 }
 
-declare -A TPS LAT PER HIT # by run name
+declare -A TPS LAT PER HIT RULES # by run name
 # run NAME TARGET pgbench-args...: one pgbench run with per-transaction logs (NAMES: the scripts)
 run() {
   local name=$1 target=$2 names=${NAMES:-$SCRIPT_NAMES}; shift 2
@@ -209,10 +198,19 @@ a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 h, m = b["hits"] - a["hits"], b["misses"] - a["misses"]
 y = sum(b["bypasses"].values()) - sum(a["bypasses"].values())
 print(f"{h / max(1, h + m + y):.3f}")' "$before" "$after")
+    RULES[$name]=$(python3 -c 'import json, sys
+a, b = json.loads(sys.argv[1])["rules"], json.loads(sys.argv[2])["rules"]
+out = []
+for i, (x, y) in enumerate(zip(a, b)):
+    d = {k: y[k] - x[k] for k in ("hits", "misses", "bypasses")}
+    if any(d.values()):
+        out.append(f"rule {i + 1}: {d[\"hits\"]} hits {d[\"misses\"]} misses {d[\"bypasses\"]} bypasses")
+print("; ".join(out))' "$before" "$after")
   fi
   read -r avg p50 p99 <<<"${LAT[$name]}"
   printf '%-24s %9.0f tps  latency ms avg %s p50 %s p99 %s  (p50 %s)  hit ratio %s\n' "$name" "$tps" "$avg" "$p50" "$p99" \
     "${PER[$name]}" "${HIT[$name]}" >&2
+  [ -z "${RULES[$name]:-}" ] || echo "  ${RULES[$name]}" >&2
 }
 
 ratio() { # a b -> a/b or -

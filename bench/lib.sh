@@ -59,3 +59,23 @@ CONF
   psql -c "create role bench login" -c "create database bench owner bench"
   "$PG_BIN/pgbench" -i -q -s "$1" -h "$tmp" -p "$PGPORT" -U bench bench 2>/dev/null
 }
+
+# bench_tether_conf SOCKDIR ADMIN_PORT [postgres lines...]: a tetherd config in transaction mode
+# (pool_size 20) for database `bench` on the cluster bench_postgres started, listening on the
+# unix socket directory SOCKDIR at port $TPORT; extra lines go into the postgres section.
+bench_tether_conf() {
+  local dir=$1 admin=$2 extra
+  shift 2
+  cat <<EOF
+admin: {listen: ["tcp://127.0.0.1:$admin"]}
+log: {level: warn}
+postgres:
+  listen: ["unix://$dir"]
+  port: $TPORT
+EOF
+  for extra in "$@"; do echo "  $extra"; done
+  cat <<EOF
+  databases:
+    bench: {host: "$tmp", port: $PGPORT, dbname: bench, user: bench, pool_mode: transaction, pool_size: 20}
+EOF
+}

@@ -56,15 +56,7 @@ log_connections = 0
 log_disconnections = 0
 EOF
 chown -R postgres: "$tmp/pgb"
-cat > "$tmp/tether.yaml" <<EOF
-admin: {listen: ["tcp://127.0.0.1:$ADMIN"]}
-log: {level: warn}
-postgres:
-  listen: ["unix://$tmp/tether"]
-  port: $TPORT
-  databases:
-    bench: {host: "$tmp", port: $PGPORT, dbname: bench, user: bench, pool_mode: transaction, pool_size: 20}
-EOF
+bench_tether_conf "$tmp/tether" "$ADMIN" > "$tmp/tether.yaml"
 
 # Each figure is the difference between two runs of the pooler under callgrind, both with the
 # same start, warm-up and shutdown, one with the measured pgbench in between, divided by its

@@ -86,9 +86,11 @@ fail:
 
 struct cache *cache_create(struct event_base *base, const struct cache_conf *conf, const struct log_src *log)
 {
+	static uint64_t gens;
 	struct cache *c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
+	c->gen = ++gens;
 	c->base = base;
 	c->conf = conf;
 	c->log = log ? *log : (struct log_src){ "cache", 0 };
@@ -169,6 +171,24 @@ int cache_rule_match(struct cache *c, const char *database, const struct cache_s
 	c->hint_matches++;
 	*ttl_ms = info->hint_ttl_ms ? info->hint_ttl_ms : c->conf->default_ttl;
 	return CACHE_RULE_HINT;
+}
+
+int cache_rule_match_memo(struct cache *c, const char *database, const struct cache_sql_info *info, int64_t *ttl_ms,
+			  struct cache_rule_memo *m)
+{
+	if (m->gen != c->gen) {
+		int64_t ttl = 0;
+		m->rule = cache_rule_match(c, database, info, &ttl);
+		m->ttl_ms = ttl;
+		m->gen = c->gen;
+	} else if (m->rule == CACHE_RULE_HINT) {
+		c->hint_matches++;
+	} else if (m->rule >= 0) {
+		c->rules[m->rule].matches++;
+	}
+	if (m->rule != CACHE_RULE_NONE)
+		*ttl_ms = m->ttl_ms;
+	return m->rule;
 }
 
 void cache_rule_result(struct cache *c, int rule, enum cache_result_kind kind)

@@ -52,6 +52,17 @@ enum cache_result_kind { CACHE_HIT, CACHE_MISS, CACHE_BYPASS };
  * and hints are allowed (CACHE_RULE_HINT). CACHE_RULE_NONE: not cached. *ttl_ms gets the TTL
  * (hint ttl, else the rule's, else default_ttl). Counts rule matches. */
 int cache_rule_match(struct cache *c, const char *database, const struct cache_sql_info *info, int64_t *ttl_ms);
+/* cache_rule_match's answer remembered for one statement of one database, valid while the rule
+ * set it came from is the current one (a zeroed memo is empty). */
+struct cache_rule_memo {
+	uint64_t gen;
+	int rule;
+	int64_t ttl_ms;
+};
+/* cache_rule_match through the memo: the regular expressions run once per statement text and
+ * rule set, the matches are counted every time. */
+int cache_rule_match_memo(struct cache *c, const char *database, const struct cache_sql_info *info, int64_t *ttl_ms,
+			  struct cache_rule_memo *m);
 /* Counts a lookup's outcome against the rule (or hint) that selected it, for SHOW CACHE and
  * /admin/cache. An index from before a reload that no longer exists is ignored. */
 void cache_rule_result(struct cache *c, int rule, enum cache_result_kind kind);

@@ -40,6 +40,7 @@ struct cache_pending_db {
 };
 
 struct cache {
+	uint64_t gen; /* of this rule set, unique in the process (cache_rule_memo) */
 	struct event_base *base;
 	const struct cache_conf *conf;
 	struct log_src log;
@@ -79,6 +80,9 @@ void cache_store_deinit(struct cache *c);
 char *cache_store_strdup(const char *s);
 /* <prefix>v:<db>:<table>, <prefix>v:<db>:* (table NULL), or <prefix>v:* (db NULL); malloc'd. */
 char *cache_store_version_key(struct cache *c, const char *db, const char *table);
+/* The same key's length, and the key written to out (length + 1 bytes); returns the length. */
+size_t cache_store_version_key_len(const struct cache *c, const char *db, const char *table);
+size_t cache_store_version_key_to(const struct cache *c, const char *db, const char *table, char *out);
 /* A fresh 128-bit random version in hex. */
 void cache_store_random_version(char out[33]);
 int cache_store_set(struct cache *c, const char *key, const char *value, bool nx, cache_redis_fn cb, void *arg);

@@ -1,5 +1,5 @@
-/* Builds cache keys: tagged, length-prefixed fields fed to SHA-256 (OpenSSL EVP), with session
- * settings collected and hashed in name order at the end. */
+/* Builds cache keys: tagged, length-prefixed fields collected in a buffer and hashed with
+ * SHA-256 (OpenSSL EVP) in one call, with session settings added in name order at the end. */
 #include "cache_key.h"
 
 #include <ctype.h>
@@ -7,7 +7,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/evp.h>
+/* for SHA256_Init and friends (cache_key_digest) */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
 
 /* Field tags; the values are part of the key format (change CACHE_KEY_VERSION with them). */
 enum {
@@ -32,8 +34,24 @@ struct cache_key_setting {
 
 static void cache_key_raw(struct cache_key *k, const void *data, size_t len)
 {
-	if (k->md && len && EVP_DigestUpdate(k->md, data, len) != 1)
-		k->failed = true;
+	if (k->failed || !len)
+		return;
+	if (k->len + len > k->cap) {
+		size_t cap = k->cap * 2;
+		while (cap < k->len + len)
+			cap *= 2;
+		unsigned char *nb = k->buf == k->inline_buf ? malloc(cap) : realloc(k->buf, cap);
+		if (!nb) {
+			k->failed = true;
+			return;
+		}
+		if (k->buf == k->inline_buf)
+			memcpy(nb, k->inline_buf, k->len);
+		k->buf = nb;
+		k->cap = cap;
+	}
+	memcpy(k->buf + k->len, data, len);
+	k->len += len;
 }
 
 static void cache_key_u32(struct cache_key *k, uint32_t v)
@@ -52,26 +70,25 @@ static void cache_key_tagged(struct cache_key *k, unsigned char tag, const void 
 	cache_key_raw(k, data, len);
 }
 
-const EVP_MD *cache_key_sha256(void)
+int cache_key_digest(const void *data, size_t len, unsigned char out[CACHE_KEY_LEN])
 {
-	/* Fetched once: EVP_sha256() makes OpenSSL 3 look the implementation up (under a lock)
-	 * on every EVP_DigestInit_ex, which cost more than hashing a key. Never freed: it is the
-	 * default provider's, alive as long as the process. */
-	static EVP_MD *md;
-	if (!md)
-		md = EVP_MD_fetch(NULL, "SHA256", NULL);
-	return md ? md : EVP_sha256();
+	/* OpenSSL's SHA-256 itself (with the CPU's SHA extensions where it has them), not EVP:
+	 * EVP_DigestInit_ex allocates and frees a provider context for every digest, and a key's
+	 * digest is a few blocks. The low-level calls are deprecated in OpenSSL 3 but kept. */
+	SHA256_CTX ctx;
+	if (SHA256_Init(&ctx) != 1 || SHA256_Update(&ctx, data, len) != 1 || SHA256_Final(out, &ctx) != 1)
+		return -1;
+	return 0;
 }
 
 int cache_key_init(struct cache_key *k)
 {
-	memset(k, 0, sizeof(*k));
-	k->md = EVP_MD_CTX_new();
-	if (!k->md || EVP_DigestInit_ex(k->md, cache_key_sha256(), NULL) != 1) {
-		EVP_MD_CTX_free(k->md);
-		k->md = NULL;
-		return -1;
-	}
+	k->buf = k->inline_buf;
+	k->len = 0;
+	k->cap = sizeof(k->inline_buf);
+	k->settings = NULL;
+	k->nsettings = k->cap_settings = 0;
+	k->failed = false;
 	cache_key_raw(k, CACHE_KEY_VERSION, sizeof(CACHE_KEY_VERSION));
 	return 0;
 }
@@ -83,8 +100,12 @@ void cache_key_deinit(struct cache_key *k)
 		free(k->settings[i].value);
 	}
 	free(k->settings);
-	EVP_MD_CTX_free(k->md);
-	memset(k, 0, sizeof(*k));
+	if (k->buf != k->inline_buf)
+		free(k->buf);
+	k->buf = k->inline_buf;
+	k->len = 0;
+	k->settings = NULL;
+	k->nsettings = k->cap_settings = 0;
 }
 
 void cache_key_database(struct cache_key *k, const char *db)
@@ -197,8 +218,8 @@ bool cache_key_setting(struct cache_key *k, const char *name, const char *value)
 			return true;
 		}
 	}
-	if (k->nsettings == k->cap) {
-		size_t cap = k->cap ? k->cap * 2 : 16;
+	if (k->nsettings == k->cap_settings) {
+		size_t cap = k->cap_settings ? k->cap_settings * 2 : 16;
 		struct cache_key_setting *ns = realloc(k->settings, cap * sizeof(*ns));
 		if (!ns) {
 			free(n);
@@ -207,7 +228,7 @@ bool cache_key_setting(struct cache_key *k, const char *name, const char *value)
 			return true;
 		}
 		k->settings = ns;
-		k->cap = cap;
+		k->cap_settings = cap;
 	}
 	k->settings[k->nsettings++] = (struct cache_key_setting){ n, v };
 	return true;
@@ -220,8 +241,6 @@ static int cache_key_setting_cmp(const void *a, const void *b)
 
 int cache_key_final(struct cache_key *k, unsigned char out[CACHE_KEY_LEN])
 {
-	if (!k->md)
-		return -1;
 	if (k->nsettings > 1)
 		qsort(k->settings, k->nsettings, sizeof(*k->settings), cache_key_setting_cmp);
 	for (size_t i = 0; i < k->nsettings; i++) {
@@ -232,10 +251,9 @@ int cache_key_final(struct cache_key *k, unsigned char out[CACHE_KEY_LEN])
 		cache_key_u32(k, (uint32_t)strlen(k->settings[i].value));
 		cache_key_raw(k, k->settings[i].value, strlen(k->settings[i].value));
 	}
-	unsigned int len = 0;
-	if (k->failed || EVP_DigestFinal_ex(k->md, out, &len) != 1 || len != CACHE_KEY_LEN)
+	if (k->failed)
 		return -1;
-	return 0;
+	return cache_key_digest(k->buf, k->len, out);
 }
 
 void cache_key_hex(const unsigned char *in, size_t len, char *out)

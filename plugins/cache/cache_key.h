@@ -1,4 +1,4 @@
-/* Cache keys: an incremental SHA-256 over everything that changes the bytes a client receives
+/* Cache keys: a SHA-256 over everything that changes the bytes a client receives
  * for a statement (database, user, normalized statement, parameter types, values and formats,
  * result formats, and the session settings that change output). Every field is tagged and
  * length-prefixed, so no two different inputs share a key by concatenation; settings are
@@ -17,10 +17,13 @@ struct cache_key_setting;
 /* Embedded builder: cache_key_init, any number of the adders (fields other than settings are
  * hashed in call order, so call them in a fixed order), cache_key_final, cache_key_deinit.
  * An allocation failure is remembered and reported by cache_key_final. */
+#define CACHE_KEY_INLINE 512 /* key material held in the struct; more goes to the heap */
 struct cache_key {
-	void *md; /* EVP_MD_CTX */
+	unsigned char *buf; /* the key material, hashed in one go by cache_key_final */
+	size_t len, cap;
+	unsigned char inline_buf[CACHE_KEY_INLINE];
 	struct cache_key_setting *settings;
-	size_t nsettings, cap;
+	size_t nsettings, cap_settings;
 	bool failed;
 };
 
@@ -53,10 +56,9 @@ int cache_key_final(struct cache_key *k, unsigned char out[CACHE_KEY_LEN]) __att
  * unknown one splits the key rather than merging results that may differ. */
 bool cache_key_setting_matters(const char *name);
 
-/* SHA-256 for EVP_DigestInit_ex, fetched once (struct evp_md_st is OpenSSL's EVP_MD: the
- * forward declaration keeps OpenSSL's headers out of this one). */
-struct evp_md_st;
-const struct evp_md_st *cache_key_sha256(void);
+/* SHA-256 of data in one call. 0, or -1. */
+int cache_key_digest(const void *data, size_t len, unsigned char out[CACHE_KEY_LEN])
+	__attribute__((warn_unused_result));
 
 /* Lower-case hex of `len` bytes into out (2*len+1 bytes). */
 void cache_key_hex(const unsigned char *in, size_t len, char *out);

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include <event2/event.h>
+#include <event2/event_struct.h>
 #include <hiredis/hiredis.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 enum cache_lookup_state { CACHE_L_EVENT, CACHE_L_REDIS, CACHE_L_WAIT };
@@ -25,26 +25,27 @@ struct cache_lookup {
 	void *arg;
 	enum cache_lookup_state state;
 	bool cancelled;
-	char *db;
+	char *db;      /* (db, tables, vkeys and entry_key live in the lookup's own allocation) */
 	char **tables; /* sorted, unique */
 	size_t ntables;
 	unsigned char key[CACHE_KEY_LEN];
 	unsigned char entry[CACHE_KEY_LEN];
-	char *entry_key;
+	char *entry_key; /* set by cache_lookup_entry */
 	uint64_t gen;
 	uint64_t epoch; /* digest of the epochs read (cache_result.epoch) */
 	int phase; /* 0: first MGET; 1: MGET after creating missing versions */
-	struct event *ev;                 /* deferred delivery */
+	struct event ev;                  /* deferred delivery */
 	struct cache_result res;          /* what the event delivers */
 	struct cache_blob *blob;          /* HIT bytes for a waiter */
 	struct cache_fill *fill;          /* WAIT: the fill waited on */
 	struct cache_lookup *wnext;       /* the fill's waiters */
 	struct cache_lookup *prev, *next; /* c->lookups */
 	struct cache_spec *spec;          /* the speculative GET in flight, if any */
-	char **vkeys;                     /* cache_lookup_keys */
+	char **vkeys;                     /* version keys: global epoch, database epoch, tables */
 	size_t nvkeys;
 	bool spec_match;                  /* ... and the versions read lead to its entry */
 	unsigned char spec_entry[CACHE_KEY_LEN];
+	char mem[];                       /* the pointer arrays and strings above */
 };
 
 /* A speculative GET's reply finds its lookup through this (NULL once the lookup no longer
@@ -73,14 +74,15 @@ char *cache_store_strdup(const char *s)
 }
 
 
-char *cache_store_version_key(struct cache *c, const char *db, const char *table)
+size_t cache_store_version_key_len(const struct cache *c, const char *db, const char *table)
 {
-	size_t n = strlen(c->prefix) + 4 + (db ? strlen(db) + 1 : 0) + (table ? strlen(table) : 1);
-	char *k = malloc(n + 1);
-	if (!k)
-		return NULL;
+	return strlen(c->prefix) + 2 + (db ? strlen(db) + 1 + (table ? strlen(table) : 1) : 1);
+}
+
+size_t cache_store_version_key_to(const struct cache *c, const char *db, const char *table, char *out)
+{
 	/* (by hand: this runs for every key of every lookup, and snprintf cost more than the rest) */
-	char *p = k;
+	char *p = out;
 	size_t pl = strlen(c->prefix);
 	memcpy(p, c->prefix, pl);
 	p += pl;
@@ -97,6 +99,14 @@ char *cache_store_version_key(struct cache *c, const char *db, const char *table
 		p += tl;
 	}
 	*p = 0;
+	return (size_t)(p - out);
+}
+
+char *cache_store_version_key(struct cache *c, const char *db, const char *table)
+{
+	char *k = malloc(cache_store_version_key_len(c, db, table) + 1);
+	if (k)
+		cache_store_version_key_to(c, db, table, k);
 	return k;
 }
 
@@ -145,7 +155,6 @@ static void cache_blob_unref(struct cache_blob *b)
 		free(b);
 }
 
-static void cache_keys_free(char **keys, size_t n);
 
 static void cache_lookup_unspec(struct cache_lookup *l)
 {
@@ -168,15 +177,8 @@ static void cache_lookup_free(struct cache_lookup *l)
 		c->lookups = l->next;
 	if (l->next)
 		l->next->prev = l->prev;
-	for (size_t i = 0; i < l->ntables; i++)
-		free(l->tables[i]);
-	free(l->tables);
-	cache_keys_free(l->vkeys, l->nvkeys);
-	free(l->db);
-	free(l->entry_key);
 	cache_blob_unref(l->blob);
-	if (l->ev)
-		event_free(l->ev);
+	event_del(&l->ev);
 	free(l);
 }
 
@@ -219,7 +221,7 @@ static void cache_lookup_defer(struct cache_lookup *l, enum cache_result_kind ki
 		blob->refs++;
 		l->blob = blob;
 	}
-	event_active(l->ev, EV_TIMEOUT, 0);
+	event_active(&l->ev, EV_TIMEOUT, 0);
 }
 
 static void cache_lookup_bypass(struct cache_lookup *l, enum cache_bypass_reason why)
@@ -377,10 +379,6 @@ static struct cache_predict *cache_predict_slot(struct cache *c, const unsigned 
 /* The entry digest: SHA-256 over the statement key and every (version key, version) pair. */
 static int cache_lookup_entry(struct cache_lookup *l, struct redisReply *reply, const char *const *keys)
 {
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	int rc = -1;
-	if (!md || EVP_DigestInit_ex(md, cache_key_sha256(), NULL) != 1)
-		goto out;
 	/* FNV-1a over the two epochs: what cache_result.epoch reports */
 	uint64_t ep = 1469598103934665603ULL;
 	for (size_t i = 0; i < 2 && i < reply->elements; i++) {
@@ -389,75 +387,46 @@ static int cache_lookup_entry(struct cache_lookup *l, struct redisReply *reply, 
 		ep = (ep ^ 0xff) * 1099511628211ULL;
 	}
 	l->epoch = ep ? ep : 1;
-	EVP_DigestUpdate(md, "tether-entry-1", 14);
-	EVP_DigestUpdate(md, l->key, CACHE_KEY_LEN);
+	size_t need = 14 + CACHE_KEY_LEN;
+	for (size_t i = 0; i < reply->elements; i++)
+		need += 8 + strlen(keys[i]) + reply->element[i]->len;
+	unsigned char stack[1024], *buf = need <= sizeof(stack) ? stack : malloc(need), *p = buf;
+	if (!buf)
+		return -1;
+	memcpy(p, "tether-entry-1", 14);
+	memcpy(p + 14, l->key, CACHE_KEY_LEN);
+	p += 14 + CACHE_KEY_LEN;
 	for (size_t i = 0; i < reply->elements; i++) {
 		struct redisReply *e = reply->element[i];
 		size_t kl = strlen(keys[i]), vl = e->len;
 		unsigned char b[8] = { (unsigned char)(kl >> 24), (unsigned char)(kl >> 16), (unsigned char)(kl >> 8),
 				       (unsigned char)kl, (unsigned char)(vl >> 24), (unsigned char)(vl >> 16),
 				       (unsigned char)(vl >> 8), (unsigned char)vl };
-		EVP_DigestUpdate(md, b, 4);
-		EVP_DigestUpdate(md, keys[i], kl);
-		EVP_DigestUpdate(md, b + 4, 4);
-		EVP_DigestUpdate(md, e->str, vl);
+		memcpy(p, b, 4);
+		memcpy(p + 4, keys[i], kl);
+		memcpy(p + 4 + kl, b + 4, 4);
+		memcpy(p + 8 + kl, e->str, vl);
+		p += 8 + kl + vl;
 	}
-	unsigned int len = 0;
-	if (EVP_DigestFinal_ex(md, l->entry, &len) != 1 || len != CACHE_KEY_LEN)
-		goto out;
-	size_t n = strlen(l->c->prefix) + 2 + 2 * CACHE_KEY_LEN + 1;
-	l->entry_key = malloc(n);
-	if (!l->entry_key)
-		goto out;
-	char hex[2 * CACHE_KEY_LEN + 1];
-	cache_key_hex(l->entry, CACHE_KEY_LEN, hex);
+	int rc = cache_key_digest(buf, need, l->entry);
+	if (buf != stack)
+		free(buf);
+	if (rc != 0)
+		return -1;
 	size_t pl = strlen(l->c->prefix);
+	/* (its room was reserved by cache_lookup, after the version keys) */
 	memcpy(l->entry_key, l->c->prefix, pl);
 	memcpy(l->entry_key + pl, "e:", 2);
-	memcpy(l->entry_key + pl + 2, hex, 2 * CACHE_KEY_LEN + 1);
-	rc = 0;
-out:
-	EVP_MD_CTX_free(md);
-	return rc;
+	cache_key_hex(l->entry, CACHE_KEY_LEN, l->entry_key + pl + 2);
+	return 0;
 }
 
-/* Version keys of a lookup: the global epoch, the database epoch, then each table. Made once
- * and kept with the lookup (cache_lookup_free frees them). */
-static char **cache_lookup_keys_make(struct cache_lookup *l, size_t *n);
+/* Version keys of a lookup: the global epoch, the database epoch, then each table (made by
+ * cache_lookup with the lookup). */
 static char **cache_lookup_keys(struct cache_lookup *l, size_t *n)
 {
-	if (!l->vkeys)
-		l->vkeys = cache_lookup_keys_make(l, &l->nvkeys);
 	*n = l->nvkeys;
 	return l->vkeys;
-}
-
-static char **cache_lookup_keys_make(struct cache_lookup *l, size_t *n)
-{
-	*n = l->ntables + 2;
-	char **keys = calloc(*n, sizeof(*keys));
-	if (!keys)
-		return NULL;
-	keys[0] = cache_store_version_key(l->c, NULL, NULL);
-	keys[1] = cache_store_version_key(l->c, l->db, NULL);
-	for (size_t i = 0; i < l->ntables; i++)
-		keys[i + 2] = cache_store_version_key(l->c, l->db, l->tables[i]);
-	for (size_t i = 0; i < *n; i++) {
-		if (!keys[i]) {
-			for (size_t j = 0; j < *n; j++)
-				free(keys[j]);
-			free(keys);
-			return NULL;
-		}
-	}
-	return keys;
-}
-
-static void cache_keys_free(char **keys, size_t n)
-{
-	for (size_t i = 0; keys && i < n; i++)
-		free(keys[i]);
-	free(keys);
 }
 
 static void cache_lookup_on_mget(void *arg, struct redisReply *reply, const char *err)
@@ -539,8 +508,8 @@ static int cache_lookup_mget(struct cache_lookup *l)
 {
 	size_t nkeys;
 	char **keys = cache_lookup_keys(l, &nkeys);
-	const char **argv = keys ? calloc(nkeys + 1, sizeof(*argv)) : NULL;
-	size_t *lens = keys ? calloc(nkeys + 1, sizeof(*lens)) : NULL;
+	const char *argv_stack[16], **argv = nkeys < 16 ? argv_stack : calloc(nkeys + 1, sizeof(*argv));
+	size_t lens_stack[16], *lens = nkeys < 16 ? lens_stack : calloc(nkeys + 1, sizeof(*lens));
 	int rc = -1;
 	if (argv && lens) {
 		argv[0] = "MGET";
@@ -552,8 +521,10 @@ static int cache_lookup_mget(struct cache_lookup *l)
 		l->state = CACHE_L_REDIS;
 		rc = cache_redis_command(l->c->redis, cache_lookup_on_mget, l, (int)nkeys + 1, argv, lens);
 	}
-	free(argv);
-	free(lens);
+	if (argv != argv_stack)
+		free(argv);
+	if (lens != lens_stack)
+		free(lens);
 	return rc;
 }
 
@@ -617,37 +588,54 @@ static void cache_lookup_speculate(struct cache_lookup *l)
 struct cache_lookup *cache_lookup(struct cache *c, const char *database, const char *const *tables, size_t ntables,
 				  const unsigned char key[CACHE_KEY_LEN], cache_lookup_fn cb, void *arg)
 {
-	struct cache_lookup *l = calloc(1, sizeof(*l));
-	if (!l)
+	/* the tables sorted and unique, then everything the lookup keeps in one allocation */
+	const char *stack[32], **sorted = ntables <= 32 ? stack : malloc(ntables * sizeof(*sorted));
+	if (!sorted)
 		return NULL;
+	memcpy(sorted, tables, ntables * sizeof(*sorted));
+	qsort(sorted, ntables, sizeof(*sorted), cache_str_cmp);
+	size_t nt = 0;
+	for (size_t i = 0; i < ntables; i++)
+		if (nt == 0 || strcmp(sorted[nt - 1], sorted[i]) != 0)
+			sorted[nt++] = sorted[i];
+	size_t dl = strlen(database), pl = strlen(c->prefix);
+	size_t mem = (2 * nt + 2) * sizeof(char *) + dl + 1 + cache_store_version_key_len(c, NULL, NULL) + 1 +
+		     cache_store_version_key_len(c, database, NULL) + 1 + pl + 2 + 2 * CACHE_KEY_LEN + 1;
+	for (size_t i = 0; i < nt; i++)
+		mem += strlen(sorted[i]) + 1 + cache_store_version_key_len(c, database, sorted[i]) + 1;
+	struct cache_lookup *l = calloc(1, sizeof(*l) + mem);
+	if (!l) {
+		if (sorted != stack)
+			free(sorted);
+		return NULL;
+	}
 	l->c = c;
 	l->cb = cb;
 	l->arg = arg;
-	l->db = strdup(database);
-	l->tables = calloc(ntables ? ntables : 1, sizeof(*l->tables));
-	l->ev = event_new(c->base, -1, 0, cache_lookup_on_event, l);
+	char **ptrs = (char **)(void *)l->mem;
+	char *p = l->mem + (2 * nt + 2) * sizeof(char *);
+	l->tables = ptrs;
+	l->vkeys = ptrs + nt;
+	l->nvkeys = nt + 2;
+	l->db = memcpy(p, database, dl + 1);
+	p += dl + 1;
+	for (size_t i = 0; i < nt; i++) {
+		size_t tl = strlen(sorted[i]);
+		l->tables[l->ntables++] = memcpy(p, sorted[i], tl + 1);
+		p += tl + 1;
+	}
+	if (sorted != stack)
+		free(sorted);
+	for (size_t i = 0; i < nt + 2; i++) {
+		l->vkeys[i] = p;
+		p += cache_store_version_key_to(c, i == 0 ? NULL : l->db, i < 2 ? NULL : l->tables[i - 2], p) + 1;
+	}
+	l->entry_key = p;
+	event_assign(&l->ev, c->base, -1, 0, cache_lookup_on_event, l);
 	l->next = c->lookups;
 	if (c->lookups)
 		c->lookups->prev = l;
 	c->lookups = l;
-	bool oom = !l->db || !l->tables || !l->ev;
-	for (size_t i = 0; !oom && i < ntables; i++) {
-		if (!(l->tables[l->ntables++] = strdup(tables[i])))
-			oom = true;
-	}
-	if (oom) {
-		cache_lookup_free(l);
-		return NULL;
-	}
-	qsort(l->tables, l->ntables, sizeof(*l->tables), cache_str_cmp);
-	size_t o = 0;
-	for (size_t i = 0; i < l->ntables; i++) {
-		if (o > 0 && strcmp(l->tables[o - 1], l->tables[i]) == 0)
-			free(l->tables[i]);
-		else
-			l->tables[o++] = l->tables[i];
-	}
-	l->ntables = o;
 	memcpy(l->key, key, CACHE_KEY_LEN);
 	l->gen = c->queue_gen;
 	if (!cache_readable(c)) {

@@ -455,27 +455,13 @@ bypass:
 }
 
 /* The session settings that change result bytes, as one digest: the pool's reported values with
- * the client's own where it asked for some, then its other settings. Recomputed only when they
- * change (an FNV hash of the inputs says so): the filtering and sorting is most of a key's cost. */
+ * the client's own where it asked for some, then its other settings. Recomputed only when either
+ * set changes (their generations say so): the filtering and sorting is most of a key's cost. */
 static int pg_cache_settings_digest(struct pg_cache_client *cc)
 {
 	struct pg_client *c = cc->c;
 	const struct pg_params *pp = &c->pool->params;
-	uint64_t fp = 1469598103934665603ULL;
-#define PG_CACHE_FNV(str)                                                       \
-	for (const char *q_ = (str); q_ && *q_; q_++)                           \
-		fp = (fp ^ (unsigned char)*q_) * 1099511628211ULL;              \
-	fp = (fp ^ 0x1ff) * 1099511628211ULL
-	for (uint32_t i = 0; i < pp->n; i++) {
-		PG_CACHE_FNV(pp->v[i].name);
-		PG_CACHE_FNV(pg_guc_expected(c, pp->v[i].name));
-	}
-	for (uint32_t i = 0; i < c->gucs.n; i++) {
-		PG_CACHE_FNV(c->gucs.v[i].name);
-		PG_CACHE_FNV(c->gucs.v[i].value);
-	}
-#undef PG_CACHE_FNV
-	if (cc->settings_valid && cc->settings_fp == fp)
+	if (cc->settings_valid && cc->settings_gen[0] == c->gucs.gen && cc->settings_gen[1] == pp->gen)
 		return 0;
 	struct cache_key k;
 	if (cache_key_init(&k) != 0)
@@ -490,7 +476,8 @@ static int pg_cache_settings_digest(struct pg_cache_client *cc)
 	int rc = cache_key_final(&k, cc->settings_digest);
 	cache_key_deinit(&k);
 	cc->settings_valid = rc == 0;
-	cc->settings_fp = fp;
+	cc->settings_gen[0] = c->gucs.gen;
+	cc->settings_gen[1] = pp->gen;
 	return rc;
 }
 
@@ -674,7 +661,8 @@ int pg_cache_before(struct pg_client *c)
 		return 0;
 	}
 	int64_t ttl = 0;
-	int rule = cache_rule_match(cache, c->pool->name, info, &ttl);
+	int rule = r.simple ? cache_rule_match(cache, c->pool->name, info, &ttl)
+			    : cache_rule_match_memo(cache, c->pool->name, info, &ttl, &r.st->rule);
 	if (rule == CACHE_RULE_NONE) {
 		pg_cache_req_deinit(cc, &r);
 		return 0;

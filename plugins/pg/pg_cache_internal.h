@@ -26,6 +26,7 @@ struct pg_cache_stmt {
 	uint32_t refs;
 	bool session; /* SET / RESET / set_config / temporary objects */
 	bool own;     /* a simple Query's analysis, not in the registry */
+	struct cache_rule_memo rule; /* for this pool's database */
 	struct cache_sql_info info;
 	size_t body_len;
 	size_t types_off; /* offset of the int16 count of parameter types in body */
@@ -62,7 +63,7 @@ struct pg_cache_client {
 	bool head_session; /* the head Query changes the session: its server becomes tainted */
 	unsigned char key[CACHE_KEY_LEN];
 	unsigned char settings_digest[CACHE_KEY_LEN]; /* pg_cache_settings_digest */
-	uint64_t settings_fp;
+	uint64_t settings_gen[2]; /* of the client's settings and the pool's, when digested */
 	bool settings_valid;
 	size_t req_len;
 	size_t parse_len; /* the request's Parse (remembered on a hit) */

@@ -39,6 +39,7 @@ struct pg_param {
 struct pg_params {
 	struct pg_param *v;
 	uint32_t n, cap;
+	uint64_t gen; /* changes with every change of the set, unique in the process (0: never set) */
 };
 
 /* How many settings PostgreSQL reports with ParameterStatus that a client may set (pg_guc.c). */

@@ -79,6 +79,10 @@ static char *pg_param_pair(const char *name, const char *value, char **v)
 	return n;
 }
 
+/* The last generation handed out: one sequence for every set, so a generation never stands for
+ * two different contents, even of a set cleared and filled again. */
+static uint64_t pg_params_gens;
+
 int pg_params_set(struct pg_params *p, const char *name, const char *value)
 {
 	char *v;
@@ -91,6 +95,7 @@ int pg_params_set(struct pg_params *p, const char *name, const char *value)
 				return -1;
 			free(p->v[i].name);
 			p->v[i] = (struct pg_param){ n, v };
+			p->gen = ++pg_params_gens;
 			return 0;
 		}
 	}
@@ -106,6 +111,7 @@ int pg_params_set(struct pg_params *p, const char *name, const char *value)
 	if (!n)
 		return -1;
 	p->v[p->n++] = (struct pg_param){ n, v };
+	p->gen = ++pg_params_gens;
 	return 0;
 }
 
@@ -123,6 +129,7 @@ void pg_params_del(struct pg_params *p, const char *name)
 		if (strcmp(p->v[i].name, name) == 0) {
 			free(p->v[i].name); /* (and its value) */
 			p->v[i] = p->v[--p->n];
+			p->gen = ++pg_params_gens;
 			return;
 		}
 	}
@@ -134,4 +141,5 @@ void pg_params_clear(struct pg_params *p)
 		free(p->v[i].name); /* (and its value) */
 	free(p->v);
 	memset(p, 0, sizeof(*p));
+	p->gen = ++pg_params_gens;
 }

@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "../../plugins/cache/cache_key.h"
+
+#include <openssl/evp.h>
 #include "tap.h"
 
 struct spec {
@@ -135,6 +137,29 @@ int main(void)
 	ok(!cache_key_setting_matters("application_name") && !cache_key_setting_matters("statement_timeout") &&
 		   !cache_key_setting_matters("enable_seqscan") && !cache_key_setting_matters("work_mem"),
 	   "timeouts, planner switches and memory do not");
+
+	/* the format is fixed (keys are shared by every tether on the Redis): the digest is SHA-256
+	 * over the version string and the tagged, length-prefixed fields, however long they are */
+	for (size_t sl = 10; sl <= 3000; sl += 1495) {
+		char *stmt = malloc(sl + 1);
+		memset(stmt, 'x', sl);
+		stmt[sl] = 0;
+		ok(cache_key_init(&k) == 0, "init");
+		cache_key_database(&k, "db");
+		cache_key_statement(&k, stmt);
+		ok(cache_key_final(&k, a) == 0, "final");
+		cache_key_deinit(&k);
+		unsigned char *m = malloc(sl + 64), *q = m;
+		memcpy(q, "tether-cache-key-1", 19), q += 19;
+		memcpy(q, "\1\0\0\0\2db", 7), q += 7;
+		*q++ = 3, *q++ = 0, *q++ = 0, *q++ = (unsigned char)(sl >> 8), *q++ = (unsigned char)sl;
+		memcpy(q, stmt, sl), q += sl;
+		unsigned int n = 0;
+		ok(EVP_Digest(m, (size_t)(q - m), b, &n, EVP_sha256(), NULL) == 1 && n == CACHE_KEY_LEN, "reference digest");
+		ok(memcmp(a, b, CACHE_KEY_LEN) == 0, "key of a %zu-byte statement is SHA-256 of its fields", sl);
+		free(m);
+		free(stmt);
+	}
 
 	char hex[2 * CACHE_KEY_LEN + 1];
 	ok(cache_key_init(&k) == 0, "init");
