@@ -5,20 +5,22 @@
 # section ("off") and one caching two statements ("on"):
 #
 #   expensive  a join + aggregate over 20,000 pgbench_accounts rows of one branch (a few ms),
-#              parameterized by the branch id (10 distinct keys)
+#              parameterized by the branch id (10 distinct keys; pgbench -s sets :scale)
 #   cheap      a point lookup of pgbench_accounts by aid over a hot set of 10,000 accounts
-#   write      an update of one account's abalance (invalidates every entry reading
-#              pgbench_accounts: invalidation is per table)
+#   write      an update of one account's abalance, in the same hot set (it invalidates the
+#              lookups of that aid and the expensive read of branch 1, whose range holds it:
+#              writes by primary key invalidate by key value)
 #
 # The mix is 90 % reads / 10 % writes (pgbench -f expensive@45 -f cheap@45 -f write@10), run
-# through "off" and "on" with the same clients (-c 20 -j 2), with -M extended and -M simple; and
-# mix2 (-M extended), where the point lookups and the writes are on pgbench_tellers instead, so
-# the writes invalidate the lookups but not the expensive aggregate. For
+# through "off" and "on" with the same clients (-c 20 -j 2), with -M extended and -M simple;
+# mixhot (-M extended), the worst case, where the expensive read is always branch 1's, so every
+# write changes what it reads; and mix2 (-M extended), where the point lookups and the writes are
+# on pgbench_tellers instead. For
 # each it prints tps, latency avg/p50/p99 (from pgbench's per-transaction logs, also per script),
 # the hit ratio from /admin/cache, and the on/off ratios; then the read-only cheap lookup
 # straight to PostgreSQL against the same lookup answered from the cache (p50 of a hit vs
 # p50 of the direct query). Not run in CI; needs root (apt-get, runuser) and takes about
-# 6 x T seconds plus half a minute.
+# 10 x T seconds plus half a minute.
 #
 # Usage: bench/cache.sh [-T seconds per pgbench run (15)] [-s scale (10)] [-c clients (20)]
 # TETHERD=path uses that binary instead of building build/tetherd.
@@ -77,6 +79,8 @@ cat > "$tmp/write.sql" <<'EOF'
 update pgbench_accounts set abalance = abalance + :delta where aid = :aid;
 EOF
 MIX=(-f "$tmp/expensive.sql@45" -f "$tmp/cheap.sql@45" -f "$tmp/write.sql@10")
+sed 's/^\\set bid .*/\\set bid 1/' "$tmp/expensive.sql" > "$tmp/expensive_hot.sql"
+MIXHOT=(-f "$tmp/expensive_hot.sql@45" -f "$tmp/cheap.sql@45" -f "$tmp/write.sql@10")
 # the second mix: the writes go to the small hot table the point lookups read (pgbench_tellers),
 # so they invalidate those lookups and leave the expensive aggregate over accounts cached
 cat > "$tmp/cheap_t.sql" <<'EOF'
@@ -178,7 +182,7 @@ run() {
   local before="" after="" out rc=0
   [ "$target" = on ] && before=$(cache_json)
   # shellcheck disable=SC2086
-  out=$(cd "$tmp/logs" && "$PG_BIN/pgbench" -n -h ${SOCK[$target]} -U bench -T "$DUR" -c "$CLIENTS" -j "$JOBS" \
+  out=$(cd "$tmp/logs" && "$PG_BIN/pgbench" -n -s "$SCALE" -h ${SOCK[$target]} -U bench -T "$DUR" -c "$CLIENTS" -j "$JOBS" \
     --log --log-prefix="$name" "$@" bench 2>&1) || rc=$?
   [ "$target" = on ] && after=$(cache_json)
   local tps errors
@@ -204,7 +208,8 @@ out = []
 for i, (x, y) in enumerate(zip(a, b)):
     d = {k: y[k] - x[k] for k in ("hits", "misses", "bypasses")}
     if any(d.values()):
-        out.append(f"rule {i + 1}: {d[\"hits\"]} hits {d[\"misses\"]} misses {d[\"bypasses\"]} bypasses")
+        h, m, y = d["hits"], d["misses"], d["bypasses"]
+        out.append(f"rule {i + 1}: {h} hits {m} misses {y} bypasses")
 print("; ".join(out))' "$before" "$after")
   fi
   read -r avg p50 p99 <<<"${LAT[$name]}"
@@ -225,6 +230,9 @@ for mode in extended simple; do
   run "mix-$mode-on" on -M "$mode" "${MIX[@]}"
   echo "  mix -M $mode: tps on/off $(ratio "${TPS[mix-$mode-on]}" "${TPS[mix-$mode-off]}")" >&2
 done
+run "mixhot-extended-off" off -M extended "${MIXHOT[@]}"
+run "mixhot-extended-on" on -M extended "${MIXHOT[@]}"
+echo "  mixhot -M extended: tps on/off $(ratio "${TPS[mixhot-extended-on]}" "${TPS[mixhot-extended-off]}")" >&2
 run "mix2-extended-off" off -M extended "${MIX2[@]}"
 run "mix2-extended-on" on -M extended "${MIX2[@]}"
 echo "  mix2 -M extended: tps on/off $(ratio "${TPS[mix2-extended-on]}" "${TPS[mix2-extended-off]}")" >&2
@@ -242,15 +250,15 @@ echo
 echo "pgbench -T $DUR -c $CLIENTS -j $JOBS, scale $SCALE, pool size 20, unix sockets; mix = expensive@45 cheap@45 write@10"
 printf '| %-15s | %9s | %9s | %6s | %13s | %13s | %9s |\n' run "tps off" "tps on" on/off "p50 ms off/on" "p99 ms off/on" "hit ratio"
 printf '|%s|%s|%s|%s|%s|%s|%s|\n' ----------------- ----------- ----------- -------- --------------- --------------- -----------
-for r_ in mix-extended mix-simple mix2-extended; do
+for r_ in mix-extended mix-simple mixhot-extended mix2-extended; do
   off=$r_-off on=$r_-on
   printf '| %-15s | %9s | %9s | %6s | %13s | %13s | %9s |\n' "${r_%-*} -M ${r_##*-}" "$(fmt "${TPS[$off]}")" "$(fmt "${TPS[$on]}")" \
     "$(ratio "${TPS[$on]}" "${TPS[$off]}")" "$(col "$off" 2)/$(col "$on" 2)" "$(col "$off" 3)/$(col "$on" 3)" "${HIT[$on]}"
 done
-echo "mix: the writes update pgbench_accounts, which every cached entry reads; mix2: they update pgbench_tellers, read by the point lookups only"
+echo "mix: the writes update accounts of the hot set (branch 1); mixhot: the same, with every expensive read over branch 1; mix2: the writes update pgbench_tellers"
 echo
 echo "per-script p50 (ms):"
-for r in mix-extended-off mix-extended-on mix-simple-off mix-simple-on mix2-extended-off mix2-extended-on; do echo "  $r: ${PER[$r]}"; done
+for r in mix-extended-off mix-extended-on mix-simple-off mix-simple-on mixhot-extended-off mixhot-extended-on mix2-extended-off mix2-extended-on; do echo "  $r: ${PER[$r]}"; done
 echo
 echo "cheap lookup alone, -M extended: direct to PostgreSQL $(fmt "${TPS[cheap-direct]}") tps p50 $(col cheap-direct 2) ms p99 $(col cheap-direct 3) ms;"
 echo "  from the cache $(fmt "${TPS[cheap-on]}") tps p50 $(col cheap-on 2) ms p99 $(col cheap-on 3) ms (hit ratio ${HIT[cheap-on]});" \

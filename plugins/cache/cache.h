@@ -143,6 +143,23 @@ typedef void (*cache_lookup_fn)(void *arg, const struct cache_result *res);
  * Returns NULL only when memory runs out (then cb never runs: treat as bypass). */
 struct cache_lookup *cache_lookup(struct cache *c, const char *database, const char *const *tables, size_t ntables,
 				  const unsigned char key[CACHE_KEY_LEN], cache_lookup_fn cb, void *arg);
+/* Finer dependencies (and writes) by key value: `table`'s rows whose key column (one integer
+ * column, the same for every read and write of the table) is lo, or, for a range, in
+ * [lo, hi]. A read so keyed misses after any write of the whole table and after keyed writes
+ * of a value it covers, not after keyed writes of other values. */
+struct cache_keyed {
+	const char *table;
+	int64_t lo, hi;
+	bool range;
+};
+/* Ranges covering more than this many buckets of CACHE_KEY_BUCKET values depend on the whole
+ * table instead. */
+#define CACHE_KEY_BUCKET 1024
+#define CACHE_KEY_MAX_BUCKETS 32
+/* cache_lookup, also depending on keyed parts of tables (`keyed`, nkeyed). */
+struct cache_lookup *cache_lookup_keyed(struct cache *c, const char *database, const char *const *tables,
+					size_t ntables, const struct cache_keyed *keyed, size_t nkeyed,
+					const unsigned char key[CACHE_KEY_LEN], cache_lookup_fn cb, void *arg);
 /* The caller lost interest (client gone): cb will not run. Not valid after cb ran. */
 void cache_lookup_cancel(struct cache_lookup *l);
 
@@ -173,6 +190,12 @@ typedef void (*cache_inval_fn)(void *arg, enum cache_inval_outcome outcome);
  * closed), cb never runs, and the caller relays at once as if QUEUED. */
 struct cache_inval *cache_invalidate(struct cache *c, const char *database, const char *const *tables,
 				     size_t ntables, cache_inval_fn cb, void *arg);
+/* cache_invalidate, also of the rows of keyed[i].table whose key is keyed[i].lo (a write that
+ * changed only those rows: an UPDATE that does not set the key column, or a DELETE, selecting
+ * on key = value). Queued (Redis unreachable), keyed writes count as writes of the whole table. */
+struct cache_inval *cache_invalidate_keyed(struct cache *c, const char *database, const char *const *tables,
+					   size_t ntables, const struct cache_keyed *keyed, size_t nkeyed,
+					   cache_inval_fn cb, void *arg);
 /* Everything in every database (the global epoch). */
 struct cache_inval *cache_invalidate_everything(struct cache *c, cache_inval_fn cb, void *arg);
 /* The caller lost interest: cb will not run; the invalidation itself still happens. */
@@ -196,6 +219,7 @@ struct cache_stats {
 	uint64_t invalidations_durable, invalidations_queued, pending_applied;
 	uint64_t redis_errors;
 	uint64_t speculative_used, speculative_wasted; /* GETs sent with the MGET, by outcome */
+	uint64_t keyed_lookups, keyed_writes; /* lookups depending on key values; writes by key */
 	size_t pending_tables;
 	bool pending_everything;
 	int circuit; /* 0 closed, 1 open, 2 half-open */

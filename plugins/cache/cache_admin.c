@@ -71,10 +71,13 @@ static json_t *cache_admin_doc(struct cache *c)
 	json_t *doc = cache_admin_status(c);
 	struct cache_stats s;
 	cache_get_stats(c, &s);
-	if (doc)
+	if (doc) {
 		json_object_set_new(doc, "speculative_gets",
 				    json_pack("{s:I,s:I}", "used", (json_int_t)s.speculative_used, "wasted",
 					      (json_int_t)s.speculative_wasted));
+		json_object_set_new(doc, "keyed", json_pack("{s:I,s:I}", "lookups", (json_int_t)s.keyed_lookups,
+							     "writes", (json_int_t)s.keyed_writes));
+	}
 	return doc;
 }
 
@@ -191,6 +194,12 @@ static void cache_admin_collect(struct metrics_writer *w, void *arg)
 	metrics_write(w, "cache_pending_invalidations", "gauge",
 		      "Table invalidations waiting for Redis (-1: everything).", NULL,
 		      s.pending_everything ? -1.0 : (double)s.pending_tables);
+	metrics_write(w, "cache_keyed_lookups_total", "counter",
+		      "Lookups that depended on primary-key values of a table rather than on all of it.", NULL,
+		      (double)s.keyed_lookups);
+	metrics_write(w, "cache_keyed_writes_total", "counter",
+		      "Writes invalidated by primary-key value rather than as their whole table.", NULL,
+		      (double)s.keyed_writes);
 	const char *su[] = { "outcome", "used", NULL }, *sw[] = { "outcome", "wasted", NULL };
 	metrics_write(w, "cache_speculative_gets_total", "counter",
 		      "Entry GETs sent with the versions' MGET (one round trip per hit), by whether the versions "

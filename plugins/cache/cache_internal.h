@@ -80,12 +80,26 @@ void cache_store_deinit(struct cache *c);
 char *cache_store_strdup(const char *s);
 /* <prefix>v:<db>:<table>, <prefix>v:<db>:* (table NULL), or <prefix>v:* (db NULL); malloc'd. */
 char *cache_store_version_key(struct cache *c, const char *db, const char *table);
+/* Suffixes of a table's version key (appended to <prefix>v:<db>:<table>): what keyed reads of
+ * it depend on besides their values ("!k", bumped by every write of the whole table), one key
+ * value ("=<v>") and one bucket of CACHE_KEY_BUCKET values ("~<b>"); these last two expire
+ * (cache_store_value_ttl). */
+#define CACHE_VKEY_KEYED "!k"
+int64_t cache_store_value_ttl(const struct cache *c);
+/* floor(v / CACHE_KEY_BUCKET). */
+int64_t cache_store_bucket(int64_t v);
+/* <version key of db, table><suffix><number>, or without a number when suffix is "!k";
+ * malloc'd. */
+char *cache_store_value_key(struct cache *c, const char *db, const char *table, const char *suffix, int64_t n);
 /* The same key's length, and the key written to out (length + 1 bytes); returns the length. */
 size_t cache_store_version_key_len(const struct cache *c, const char *db, const char *table);
 size_t cache_store_version_key_to(const struct cache *c, const char *db, const char *table, char *out);
 /* A fresh 128-bit random version in hex. */
 void cache_store_random_version(char out[33]);
 int cache_store_set(struct cache *c, const char *key, const char *value, bool nx, cache_redis_fn cb, void *arg);
+/* The same with an expiry in ms (0: none). */
+int cache_store_set_px(struct cache *c, const char *key, const char *value, bool nx, int64_t px, cache_redis_fn cb,
+		       void *arg);
 
 /* cache_inval.c */
 int cache_inval_init(struct cache *c);

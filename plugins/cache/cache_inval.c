@@ -257,6 +257,11 @@ static void cache_flush_on_timer(evutil_socket_t fd, short what, void *arg)
 			char *k = cache_store_version_key(c, p->db, p->all ? NULL : p->tables[i]);
 			cache_flush_send(c, k);
 			free(k);
+			if (p->all)
+				continue;
+			k = cache_store_value_key(c, p->db, p->tables[i], CACHE_VKEY_KEYED, 0);
+			cache_flush_send(c, k);
+			free(k);
 		}
 	}
 	struct redisReply ok = { .type = REDIS_REPLY_STATUS };
@@ -335,8 +340,20 @@ static void cache_inval_on_set(void *arg, struct redisReply *reply, const char *
 		cache_inval_finish(iv);
 }
 
+/* Sends SET key <fresh random> (PX px when px > 0) for an invalidation. */
+static void cache_inval_send(struct cache_inval *iv, char *key, int64_t px)
+{
+	char v[33];
+	cache_store_random_version(v);
+	if (key && cache_store_set_px(iv->c, key, v, false, px, cache_inval_on_set, iv) == 0)
+		iv->outstanding++;
+	else
+		iv->failed = true;
+	free(key);
+}
+
 static struct cache_inval *cache_inval_start(struct cache *c, const char *db, const char *const *tables, size_t n,
-					     cache_inval_fn cb, void *arg)
+					     const struct cache_keyed *keyed, size_t nk, cache_inval_fn cb, void *arg)
 {
 	struct cache_inval *iv = calloc(1, sizeof(*iv));
 	if (!iv)
@@ -347,17 +364,22 @@ static struct cache_inval *cache_inval_start(struct cache *c, const char *db, co
 	iv->global = db == NULL;
 	iv->db = cache_store_strdup(db);
 	iv->ev = event_new(c->base, -1, 0, cache_inval_on_event, iv);
-	iv->tables = tables && n ? calloc(n, sizeof(*iv->tables)) : NULL;
+	if (!tables)
+		n = 0;
+	if (!db)
+		nk = 0;
+	/* (a keyed write's table is kept whole too: what a queued invalidation bumps) */
+	iv->tables = n + nk ? calloc(n + nk, sizeof(*iv->tables)) : NULL;
 	iv->next = c->invals;
 	if (c->invals)
 		c->invals->prev = iv;
 	c->invals = iv;
-	if ((db && !iv->db) || !iv->ev || (tables && n && !iv->tables)) {
+	if ((db && !iv->db) || !iv->ev || (n + nk && !iv->tables)) {
 		cache_inval_free(iv);
 		goto oom;
 	}
-	for (size_t i = 0; tables && i < n; i++) {
-		if (!(iv->tables[iv->ntables++] = strdup(tables[i]))) {
+	for (size_t i = 0; i < n + nk; i++) {
+		if (!(iv->tables[iv->ntables++] = strdup(i < n ? tables[i] : keyed[i - n].table))) {
 			cache_inval_free(iv);
 			goto oom;
 		}
@@ -368,17 +390,24 @@ static struct cache_inval *cache_inval_start(struct cache *c, const char *db, co
 		return iv;
 	}
 	iv->outstanding = 1; /* held while sending */
-	size_t nkeys = iv->global || iv->ntables == 0 ? 1 : iv->ntables;
-	for (size_t i = 0; i < nkeys; i++) {
-		char *k = iv->global ? cache_store_version_key(c, NULL, NULL)
-				     : cache_store_version_key(c, db, iv->ntables ? iv->tables[i] : NULL);
-		char v[33];
-		cache_store_random_version(v);
-		if (k && cache_store_set(c, k, v, false, cache_inval_on_set, iv) == 0)
-			iv->outstanding++;
-		else
-			iv->failed = true;
-		free(k);
+	if (iv->global || iv->ntables == 0) {
+		cache_inval_send(iv, cache_store_version_key(c, iv->global ? NULL : db, NULL), 0);
+	} else {
+		/* a whole table: what unkeyed reads and keyed reads depend on; a key value: the
+		 * table for unkeyed reads, the value and its bucket for keyed ones */
+		int64_t px = cache_store_value_ttl(c);
+		for (size_t i = 0; i < n; i++) {
+			cache_inval_send(iv, cache_store_version_key(c, db, tables[i]), 0);
+			cache_inval_send(iv, cache_store_value_key(c, db, tables[i], CACHE_VKEY_KEYED, 0), 0);
+		}
+		c->stats.keyed_writes += nk;
+		for (size_t i = 0; i < nk; i++) {
+			cache_inval_send(iv, cache_store_version_key(c, db, keyed[i].table), 0);
+			cache_inval_send(iv, cache_store_value_key(c, db, keyed[i].table, "=", keyed[i].lo), px);
+			cache_inval_send(iv, cache_store_value_key(c, db, keyed[i].table, "~",
+								   cache_store_bucket(keyed[i].lo)),
+					 px);
+		}
 	}
 	if (--iv->outstanding == 0)
 		cache_inval_finish(iv);
@@ -392,12 +421,23 @@ oom:
 struct cache_inval *cache_invalidate(struct cache *c, const char *database, const char *const *tables,
 				     size_t ntables, cache_inval_fn cb, void *arg)
 {
-	return cache_inval_start(c, database, tables, tables ? ntables : 0, cb, arg);
+	return cache_inval_start(c, database, tables, tables ? ntables : 0, NULL, 0, cb, arg);
+}
+
+struct cache_inval *cache_invalidate_keyed(struct cache *c, const char *database, const char *const *tables,
+					   size_t ntables, const struct cache_keyed *keyed, size_t nkeyed,
+					   cache_inval_fn cb, void *arg)
+{
+	if (!tables)
+		ntables = 0;
+	if (ntables + nkeyed == 0)
+		return cache_inval_start(c, database, NULL, 0, NULL, 0, cb, arg);
+	return cache_inval_start(c, database, tables, ntables, keyed, nkeyed, cb, arg);
 }
 
 struct cache_inval *cache_invalidate_everything(struct cache *c, cache_inval_fn cb, void *arg)
 {
-	return cache_inval_start(c, NULL, NULL, 0, cb, arg);
+	return cache_inval_start(c, NULL, NULL, 0, NULL, 0, cb, arg);
 }
 
 void cache_invalidate_cancel(struct cache_inval *iv)

@@ -161,6 +161,12 @@ static char *cache_sql_qualname(struct cache_sql_ctx *c, size_t i, size_t e, siz
 	return out;
 }
 
+char *cache_sql_name_at(const struct cache_sql_lex *lx, size_t i, size_t e, size_t *next)
+{
+	struct cache_sql_ctx c = { .lx = lx };
+	return cache_sql_qualname(&c, i, e, next);
+}
+
 /* Skips `if exists` / `if not exists`. */
 static size_t cache_sql_skip_if(struct cache_sql_ctx *c, size_t i)
 {
@@ -735,6 +741,7 @@ int cache_sql_analyze(const char *sql, size_t len, const struct cache_sql_opts *
 	memset(out, 0, sizeof(*out));
 	struct cache_sql_lex lx;
 	struct cache_sql_ctx c = { .lx = &lx, .opts = opts, .info = out };
+	size_t first_b = 0, first_e = 0; /* the first statement's tokens */
 	if (cache_sql_lex_run(&lx, sql, len, opts && opts->backslash_strings) != 0)
 		goto fail;
 	out->normalized = cache_sql_lex_render(&lx, false);
@@ -759,7 +766,8 @@ int cache_sql_analyze(const char *sql, size_t len, const struct cache_sql_opts *
 			if (i < lx.n && !(lx.toks[i].type == CACHE_SQL_SEMI && depth == 0))
 				continue;
 			if (i > b) {
-				out->nstatements++;
+				if (out->nstatements++ == 0)
+					first_b = b, first_e = i;
 				last = cache_sql_statement(&c, b, i, 0);
 			}
 			b = i + 1;
@@ -782,6 +790,8 @@ int cache_sql_analyze(const char *sql, size_t len, const struct cache_sql_opts *
 	cache_sql_names_finish(&out->writes);
 	if (out->invalidate_all)
 		cache_sql_names_free(&out->writes);
+	if (!lx.bad && out->nstatements == 1 && cache_sql_keys(&lx, c.match, first_b, first_e, out) != 0)
+		goto fail;
 	cache_sql_names_free(&c.ctes);
 	free(c.match);
 	free(c.callpar);
@@ -802,5 +812,6 @@ void cache_sql_info_deinit(struct cache_sql_info *info)
 	free(info->fingerprint);
 	cache_sql_names_free(&info->reads);
 	cache_sql_names_free(&info->writes);
+	cache_sql_keys_free(info);
 	memset(info, 0, sizeof(*info));
 }

@@ -27,6 +27,25 @@ struct cache_sql_names {
 	size_t n;
 };
 
+/* An integer expression over literals and $n parameters, as a stack program (cache_sql_keys.c). */
+#define CACHE_SQL_KEXPR_MAX 16
+enum { CACHE_SQL_KOP_NUM, CACHE_SQL_KOP_PARAM, CACHE_SQL_KOP_NEG, CACHE_SQL_KOP_ADD, CACHE_SQL_KOP_SUB,
+       CACHE_SQL_KOP_MUL };
+struct cache_sql_kexpr {
+	uint8_t n;
+	uint8_t op[CACHE_SQL_KEXPR_MAX];
+	int64_t v[CACHE_SQL_KEXPR_MAX]; /* NUM: the value; PARAM: its number (1-based) */
+};
+
+/* A key constraint: the rows of `table` (named as in reads / writes) a statement can see or
+ * change all have `column` (lower-case) equal to lo, or, for a range, between lo and hi. */
+struct cache_sql_key {
+	char *table;
+	char *column;
+	bool range;
+	struct cache_sql_kexpr lo, hi;
+};
+
 struct cache_sql_info {
 	/* The whole string normalized: comments removed, whitespace runs outside literals and
 	 * quoted identifiers collapsed to one space, unquoted identifiers and keywords lower-cased,
@@ -68,7 +87,23 @@ struct cache_sql_info {
 	bool creates_temp;
 	/* DDL or a privilege change (ALTER/DROP/CREATE/TRUNCATE/REFRESH/GRANT/REVOKE ...). */
 	bool ddl;
+
+	/* Key constraints (cache_sql_keys.c). For a cacheable read, per table it names once: the
+	 * equality and BETWEEN conjuncts of its WHERE clause. For a single UPDATE or DELETE of one
+	 * table: those of its WHERE clause, with the columns the UPDATE sets in wset (the
+	 * constraint holds for a column the statement does not set). */
+	struct cache_sql_key *rkeys, *wkeys;
+	size_t nrkeys, nwkeys;
+	char **wset;
+	size_t nwset;
 };
+
+/* A parameter's integer value for cache_sql_key_eval: 0, or -1 when it has none. */
+typedef int (*cache_sql_param_fn)(void *arg, int number, int64_t *value);
+/* Evaluates x (64-bit, overflow fails). 0, or -1. */
+int cache_sql_key_eval(const struct cache_sql_kexpr *x, cache_sql_param_fn param, void *arg, int64_t *out);
+/* Whether the UPDATE of info sets column `col`. */
+bool cache_sql_key_sets(const struct cache_sql_info *info, const char *col);
 
 /* Analyzes `sql` (len bytes; NUL bytes end it). Returns 0, or -1 only when memory runs out.
  * A string tether cannot tokenize (an unterminated literal or comment) is analyzed as

@@ -51,6 +51,16 @@ char *cache_sql_lex_render(const struct cache_sql_lex *lx, bool fingerprint);
 /* True when token i is an unquoted identifier equal (case-insensitively) to `word`. */
 bool cache_sql_lex_is(const struct cache_sql_lex *lx, size_t i, const char *word);
 
+/* The (qualified) name at token i as reads and writes spell it, or NULL; *next: the token after. */
+char *cache_sql_name_at(const struct cache_sql_lex *lx, size_t i, size_t e, size_t *next);
+/* Key constraints of the one statement [b, e) already classified in info (cache_sql_keys.c);
+ * match: each paren's partner. 0, or -1 when memory ran out. */
+int cache_sql_keys(const struct cache_sql_lex *lx, const size_t *match, size_t b, size_t e,
+		   struct cache_sql_info *info);
+void cache_sql_key_set_add(struct cache_sql_info *info, const char *col);
+void cache_sql_key_set_free(struct cache_sql_info *info);
+void cache_sql_keys_free(struct cache_sql_info *info);
+
 /* True when `word` (lower-case) may stand before '(' without being a function call. */
 bool cache_sql_funcs_syntax_word(const char *word);
 

@@ -3,6 +3,7 @@
  * versions read before the query ran, and single-flight fills. Invalidation is cache_inval.c. */
 #include "cache_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,11 +42,13 @@ struct cache_lookup {
 	struct cache_lookup *wnext;       /* the fill's waiters */
 	struct cache_lookup *prev, *next; /* c->lookups */
 	struct cache_spec *spec;          /* the speculative GET in flight, if any */
-	char **vkeys;                     /* version keys: global epoch, database epoch, tables */
+	char **vkeys;                     /* version keys: global epoch, database epoch, tables, then
+					     keyed parts (cache_lookup_keyed) */
 	size_t nvkeys;
+	size_t expire_from;               /* vkeys from here on expire (values and buckets) */
 	bool spec_match;                  /* ... and the versions read lead to its entry */
 	unsigned char spec_entry[CACHE_KEY_LEN];
-	char mem[];                       /* the pointer arrays and strings above */
+	char *mem[];                      /* the pointer arrays above, then their strings */
 };
 
 /* A speculative GET's reply finds its lookup through this (NULL once the lookup no longer
@@ -125,9 +128,53 @@ static void cache_store_ignore(void *arg, struct redisReply *reply, const char *
 
 int cache_store_set(struct cache *c, const char *key, const char *value, bool nx, cache_redis_fn cb, void *arg)
 {
-	const char *argv[4] = { "SET", key, value, "NX" };
-	size_t lens[4] = { 3, strlen(key), strlen(value), 2 };
-	return cache_redis_command(c->redis, cb, arg, nx ? 4 : 3, argv, lens);
+	return cache_store_set_px(c, key, value, nx, 0, cb, arg);
+}
+
+int cache_store_set_px(struct cache *c, const char *key, const char *value, bool nx, int64_t px, cache_redis_fn cb,
+		       void *arg)
+{
+	char ms[24];
+	snprintf(ms, sizeof(ms), "%lld", (long long)px);
+	const char *argv[6] = { "SET", key, value, "PX", ms, "NX" };
+	size_t lens[6] = { 3, strlen(key), strlen(value), 2, strlen(ms), 2 };
+	if (px <= 0) {
+		argv[3] = "NX";
+		lens[3] = 2;
+		return cache_redis_command(c->redis, cb, arg, nx ? 4 : 3, argv, lens);
+	}
+	return cache_redis_command(c->redis, cb, arg, nx ? 6 : 5, argv, lens);
+}
+
+int64_t cache_store_value_ttl(const struct cache *c)
+{
+	/* longer than any entry's TTL from the rules: a value key that expires only makes the
+	 * entries under it unreachable (misses), never stale */
+	int64_t t = c->conf->default_ttl;
+	for (size_t i = 0; i < c->nrules; i++)
+		if (c->rules[i].ttl > t)
+			t = c->rules[i].ttl;
+	t *= 2;
+	return t < 60000 ? 60000 : t;
+}
+
+int64_t cache_store_bucket(int64_t v)
+{
+	int64_t q = v / CACHE_KEY_BUCKET;
+	return (v % CACHE_KEY_BUCKET < 0) ? q - 1 : q;
+}
+
+char *cache_store_value_key(struct cache *c, const char *db, const char *table, const char *suffix, int64_t n)
+{
+	size_t kl = cache_store_version_key_len(c, db, table), sl = strlen(suffix);
+	char *k = malloc(kl + sl + 24);
+	if (!k)
+		return NULL;
+	cache_store_version_key_to(c, db, table, k);
+	memcpy(k + kl, suffix, sl + 1);
+	if (strcmp(suffix, CACHE_VKEY_KEYED) != 0)
+		snprintf(k + kl + sl, 24, "%lld", (long long)n);
+	return k;
 }
 
 bool cache_readable(struct cache *c)
@@ -466,7 +513,8 @@ static void cache_lookup_on_mget(void *arg, struct redisReply *reply, const char
 				continue;
 			char v[33];
 			cache_store_random_version(v);
-			if (cache_store_set(c, keys[i], v, true, cache_store_ignore, NULL) != 0)
+			int64_t px = i >= l->expire_from ? cache_store_value_ttl(c) : 0;
+			if (cache_store_set_px(c, keys[i], v, true, px, cache_store_ignore, NULL) != 0)
 				break;
 		}
 		l->phase = 1;
@@ -585,24 +633,31 @@ static void cache_lookup_speculate(struct cache_lookup *l)
 	memcpy(l->spec_entry, p->entry, CACHE_KEY_LEN);
 }
 
-struct cache_lookup *cache_lookup(struct cache *c, const char *database, const char *const *tables, size_t ntables,
-				  const unsigned char key[CACHE_KEY_LEN], cache_lookup_fn cb, void *arg)
+/* A lookup over tables (whole) and the extra version keys xk (nxp that persist, then nxe that
+ * expire), each list sorted and unique. */
+static struct cache_lookup *cache_lookup_make(struct cache *c, const char *database, const char *const *tables,
+					      size_t ntables, char *const *xk, size_t nxp, size_t nxe,
+					      const unsigned char key[CACHE_KEY_LEN], cache_lookup_fn cb, void *arg)
 {
 	/* the tables sorted and unique, then everything the lookup keeps in one allocation */
 	const char *stack[32], **sorted = ntables <= 32 ? stack : malloc(ntables * sizeof(*sorted));
 	if (!sorted)
 		return NULL;
-	memcpy(sorted, tables, ntables * sizeof(*sorted));
-	qsort(sorted, ntables, sizeof(*sorted), cache_str_cmp);
+	if (ntables) {
+		memcpy(sorted, tables, ntables * sizeof(*sorted));
+		qsort(sorted, ntables, sizeof(*sorted), cache_str_cmp);
+	}
 	size_t nt = 0;
 	for (size_t i = 0; i < ntables; i++)
 		if (nt == 0 || strcmp(sorted[nt - 1], sorted[i]) != 0)
 			sorted[nt++] = sorted[i];
-	size_t dl = strlen(database), pl = strlen(c->prefix);
-	size_t mem = (2 * nt + 2) * sizeof(char *) + dl + 1 + cache_store_version_key_len(c, NULL, NULL) + 1 +
+	size_t dl = strlen(database), pl = strlen(c->prefix), nx = nxp + nxe;
+	size_t mem = (2 * nt + 2 + nx) * sizeof(char *) + dl + 1 + cache_store_version_key_len(c, NULL, NULL) + 1 +
 		     cache_store_version_key_len(c, database, NULL) + 1 + pl + 2 + 2 * CACHE_KEY_LEN + 1;
 	for (size_t i = 0; i < nt; i++)
 		mem += strlen(sorted[i]) + 1 + cache_store_version_key_len(c, database, sorted[i]) + 1;
+	for (size_t i = 0; i < nx; i++)
+		mem += strlen(xk[i]) + 1;
 	struct cache_lookup *l = calloc(1, sizeof(*l) + mem);
 	if (!l) {
 		if (sorted != stack)
@@ -612,11 +667,12 @@ struct cache_lookup *cache_lookup(struct cache *c, const char *database, const c
 	l->c = c;
 	l->cb = cb;
 	l->arg = arg;
-	char **ptrs = (char **)(void *)l->mem;
-	char *p = l->mem + (2 * nt + 2) * sizeof(char *);
+	char **ptrs = l->mem;
+	char *p = (char *)(l->mem + 2 * nt + 2 + nx);
 	l->tables = ptrs;
 	l->vkeys = ptrs + nt;
-	l->nvkeys = nt + 2;
+	l->nvkeys = nt + 2 + nx;
+	l->expire_from = nt + 2 + nxp;
 	l->db = memcpy(p, database, dl + 1);
 	p += dl + 1;
 	for (size_t i = 0; i < nt; i++) {
@@ -629,6 +685,11 @@ struct cache_lookup *cache_lookup(struct cache *c, const char *database, const c
 	for (size_t i = 0; i < nt + 2; i++) {
 		l->vkeys[i] = p;
 		p += cache_store_version_key_to(c, i == 0 ? NULL : l->db, i < 2 ? NULL : l->tables[i - 2], p) + 1;
+	}
+	for (size_t i = 0; i < nx; i++) {
+		size_t kl = strlen(xk[i]);
+		l->vkeys[nt + 2 + i] = memcpy(p, xk[i], kl + 1);
+		p += kl + 1;
 	}
 	l->entry_key = p;
 	event_assign(&l->ev, c->base, -1, 0, cache_lookup_on_event, l);
@@ -647,6 +708,84 @@ struct cache_lookup *cache_lookup(struct cache *c, const char *database, const c
 		cache_lookup_defer(l, CACHE_BYPASS, cache_store_why_unreadable(c), NULL);
 	else
 		cache_lookup_speculate(l);
+	return l;
+}
+
+struct cache_lookup *cache_lookup(struct cache *c, const char *database, const char *const *tables, size_t ntables,
+				  const unsigned char key[CACHE_KEY_LEN], cache_lookup_fn cb, void *arg)
+{
+	return cache_lookup_make(c, database, tables, ntables, NULL, 0, 0, key, cb, arg);
+}
+
+static int cache_str_ptr_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorts v[0..n) and drops (frees) duplicates; returns the new count. */
+static size_t cache_strs_unique(char **v, size_t n)
+{
+	qsort(v, n, sizeof(*v), cache_str_ptr_cmp);
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (o > 0 && strcmp(v[o - 1], v[i]) == 0)
+			free(v[i]);
+		else
+			v[o++] = v[i];
+	}
+	return o;
+}
+
+struct cache_lookup *cache_lookup_keyed(struct cache *c, const char *database, const char *const *tables,
+					size_t ntables, const struct cache_keyed *keyed, size_t nkeyed,
+					const unsigned char key[CACHE_KEY_LEN], cache_lookup_fn cb, void *arg)
+{
+	if (!nkeyed)
+		return cache_lookup(c, database, tables, ntables, key, cb, arg);
+	/* whole tables, with keyed ranges too wide to follow added; the "!k" key of each keyed
+	 * table (persistent); the value or bucket keys (expiring) */
+	const char **all = calloc(ntables + nkeyed, sizeof(*all));
+	char **pers = calloc(nkeyed, sizeof(*pers));
+	char **exp = calloc(nkeyed * CACHE_KEY_MAX_BUCKETS, sizeof(*exp));
+	size_t na = 0, np = 0, ne = 0;
+	bool oom = !all || !pers || !exp;
+	for (size_t i = 0; !oom && i < ntables; i++)
+		all[na++] = tables[i];
+	for (size_t i = 0; !oom && i < nkeyed; i++) {
+		const struct cache_keyed *k = &keyed[i];
+		int64_t b0 = cache_store_bucket(k->lo), b1 = cache_store_bucket(k->hi);
+		if (k->range && k->lo <= k->hi && b1 - b0 >= CACHE_KEY_MAX_BUCKETS) {
+			all[na++] = k->table; /* too wide: the whole table */
+			continue;
+		}
+		oom = !(pers[np++] = cache_store_value_key(c, database, k->table, CACHE_VKEY_KEYED, 0));
+		if (!k->range)
+			oom = oom || !(exp[ne++] = cache_store_value_key(c, database, k->table, "=", k->lo));
+		else
+			for (int64_t b = b0; !oom && k->lo <= k->hi && b <= b1; b++)
+				oom = !(exp[ne++] = cache_store_value_key(c, database, k->table, "~", b));
+	}
+	struct cache_lookup *l = NULL;
+	if (!oom) {
+		np = cache_strs_unique(pers, np);
+		ne = cache_strs_unique(exp, ne);
+		char **xk = calloc(np + ne ? np + ne : 1, sizeof(*xk));
+		if (xk) {
+			memcpy(xk, pers, np * sizeof(*xk));
+			memcpy(xk + np, exp, ne * sizeof(*xk));
+			l = cache_lookup_make(c, database, all, na, xk, np, ne, key, cb, arg);
+			free(xk);
+			if (l && np)
+				c->stats.keyed_lookups++;
+		}
+	}
+	for (size_t i = 0; pers && i < np; i++)
+		free(pers[i]);
+	for (size_t i = 0; exp && i < ne; i++)
+		free(exp[i]);
+	free(pers);
+	free(exp);
+	free(all);
 	return l;
 }
 

@@ -101,6 +101,20 @@ int pg_cache_forward(struct pg_client *c, struct evbuffer *in, uint8_t type, uin
 		if (!pg_wire_bind_names(m, peek, &portal, &stmt))
 			return 0;
 		struct pg_cache_stmt *st = pg_cache_name_get(cc, 'S', stmt);
+		if (!*portal)
+			cc->portal_wkeyed = false;
+		if (!*portal && st && st->info.nwkeys && have >= total && total <= PG_CACHE_MAX_REQUEST) {
+			/* a write that may be followed by key value: its parameters are here */
+			size_t off = (size_t)((const unsigned char *)stmt - m) + strlen(stmt) + 1;
+			const unsigned char *whole = pg_cache_pull(in, total); /* (m may move) */
+			if (!whole || !pg_wire_bind_names(whole, total, &portal, &stmt))
+				return -1;
+			const unsigned char *rest = whole + off;
+			struct pg_cache_binds b;
+			pg_cache_binds_of(&b, st, rest, (size_t)(whole + total - rest));
+			if (pg_cache_track_keyed(cc, &st->info, &b, &cc->portal_wkeyed) != 0)
+				return -1;
+		}
 		if (!*stmt && st && cc->unnamed_unsent && c->server) {
 			/* the client's unnamed statement was answered from the cache: prepare it */
 			struct pg_server *s = c->server;
@@ -130,7 +144,7 @@ int pg_cache_forward(struct pg_client *c, struct evbuffer *in, uint8_t type, uin
 			cc->w_all = true; /* a portal tether did not see bound: it may write anything */
 			return 0;
 		}
-		return pg_cache_track(cc, &st->info, false);
+		return pg_cache_track_binds(cc, &st->info, false, NULL, !*portal && cc->portal_wkeyed);
 	}
 	case 'C': {
 		cc->mid_request = true;
@@ -403,8 +417,9 @@ static void pg_cache_lookup_start(struct pg_cache_client *cc)
 	const char *sp = pg_params_get(&c->gucs, "search_path");
 	struct pg_catalog *cat = c->pool->cache->cat;
 	char **tables = NULL, **missing = NULL;
-	size_t nt = 0, nm = 0, cap = 0;
+	size_t nt = 0, nm = 0, cap = 0, nk = 0;
 	bool unknown = false;
+	struct cache_keyed keyed[PG_CACHE_MAX_RKEYS];
 	missing = calloc(info->reads.n ? info->reads.n : 1, sizeof(char *));
 	if (!missing)
 		goto bypass;
@@ -416,6 +431,10 @@ static void pg_cache_lookup_start(struct pg_cache_client *cc)
 		}
 		if (!d->found || d->nocache || d->calls)
 			unknown = true; /* not a table, a sequence, or a view calling functions */
+		if (nk < PG_CACHE_MAX_RKEYS && pg_cache_read_keyed(cc, info, info->reads.v[i], d, &keyed[nk])) {
+			nk++; /* only the rows with these key values */
+			continue;
+		}
 		for (size_t k = 0; k < d->nreads; k++) {
 			if (nt == cap) {
 				cap = cap ? cap * 2 : 8;
@@ -442,7 +461,8 @@ static void pg_cache_lookup_start(struct pg_cache_client *cc)
 		return;
 	}
 	free(missing);
-	cc->lookup = cache_lookup(cache, c->pool->name, (const char *const *)tables, nt, cc->key, pg_cache_on_result, cc);
+	cc->lookup = cache_lookup_keyed(cache, c->pool->name, (const char *const *)tables, nt, keyed, nk, cc->key,
+					pg_cache_on_result, cc);
 	free(tables);
 	if (!cc->lookup)
 		pg_cache_resume(cc);
@@ -685,6 +705,13 @@ int pg_cache_before(struct pg_client *c)
 		return 0;
 	}
 	/* the lookup runs; the request stays in the input until it answers */
+	if (r.simple) {
+		pg_cache_rkeys_eval(cc, info, NULL);
+	} else {
+		struct pg_cache_binds b;
+		pg_cache_binds_of(&b, r.st, r.bind_rest, r.bind_rest_len);
+		pg_cache_rkeys_eval(cc, info, &b);
+	}
 	cc->rule = rule;
 	cc->ttl = ttl;
 	cc->attempt = 0;

@@ -46,6 +46,33 @@ struct pg_cache_name {
 	char key[];
 };
 
+/* A read key constraint's values for the head request (pg_cache_rkeys_eval). */
+#define PG_CACHE_MAX_RKEYS 8
+struct pg_cache_rkv {
+	int64_t lo, hi;
+	bool ok;
+};
+
+/* A write that may be keyed: the statement changed only rows of `table` whose column
+ * col[i] is value[i], for each i (it selected on all of them and set none); counted by key when
+ * one of them is the table's key (the catalog says at the commit), else as the whole table. */
+#define PG_CACHE_MAX_WKEYS 64
+#define PG_CACHE_WKEY_COLS 4
+struct pg_cache_wkey {
+	char *table;
+	char *col[PG_CACHE_WKEY_COLS];
+	int64_t value[PG_CACHE_WKEY_COLS];
+	size_t n;
+};
+
+/* A Bind's parameters, with its statement's declared types, for pg_cache_bind_param. */
+struct pg_cache_binds {
+	const unsigned char *rest; /* the Bind after its statement name */
+	size_t len;
+	const unsigned char *types; /* the Parse's int32 type OIDs, or NULL */
+	size_t ntypes;
+};
+
 struct pg_cache_client {
 	struct pg_client *c;
 	struct pg_cache_name **names;
@@ -77,9 +104,14 @@ struct pg_cache_client {
 	int fill_rule;
 	struct evbuffer *cap;
 	bool cap_bad, cap_big;
-	/* writes since the last ReadyForQuery outside a transaction */
+	struct pg_cache_rkv rk[PG_CACHE_MAX_RKEYS]; /* the head lookup's key values */
+	size_t nrk;
+	/* writes since the last ReadyForQuery outside a transaction: whole tables, and keyed */
 	char **w;
 	size_t nw, wcap;
+	struct pg_cache_wkey *wk;
+	size_t nwk, wkcap;
+	bool portal_wkeyed;   /* the unnamed portal's write was recorded by key at its Bind */
 	bool w_all;
 	struct cache_inval *inval;
 	struct pg_catalog_req *wlearn;
@@ -110,5 +142,30 @@ void pg_cache_names_clear(struct pg_cache_client *cc, char kind);
  * write targets, everything for statements tether cannot follow, and everything when it reads
  * a view that calls functions tether does not know (or a table not learnt yet). */
 int pg_cache_track(struct pg_cache_client *cc, const struct cache_sql_info *info, bool session);
+/* The same for a statement whose write may be followed by key value (b: its Bind, or NULL for
+ * a simple Query's literals; keyed: recorded by key already, at its Bind). */
+int pg_cache_track_binds(struct pg_cache_client *cc, const struct cache_sql_info *info, bool session,
+			 const struct pg_cache_binds *b, bool keyed);
+
+/* pg_cache_keys.c */
+/* cache_sql_param_fn over a struct pg_cache_binds. */
+int pg_cache_bind_param(void *arg, int number, int64_t *v);
+/* b for st (its declared types) and the Bind after its statement name. */
+void pg_cache_binds_of(struct pg_cache_binds *b, const struct pg_cache_stmt *st, const unsigned char *rest,
+		       size_t len);
+/* Evaluates the head request's read key constraints into cc->rk (b NULL: literals only). */
+void pg_cache_rkeys_eval(struct pg_cache_client *cc, const struct cache_sql_info *info, const struct pg_cache_binds *b);
+/* Whether the read of `name` (d: what the catalog knows of it) can depend on part of it only:
+ * then *out says which part. */
+struct pg_catalog_deps;
+bool pg_cache_read_keyed(const struct pg_cache_client *cc, const struct cache_sql_info *info, const char *name,
+			 const struct pg_catalog_deps *d, struct cache_keyed *out);
+/* Records info's write as one that may be keyed when the statement selects on integer values of
+ * columns it does not set: *done then (else the caller records the table). */
+int pg_cache_track_keyed(struct pg_cache_client *cc, const struct cache_sql_info *info, const struct pg_cache_binds *b,
+			 bool *done);
+/* The value w selected for `column` (the table's key), if it selected on that column. */
+bool pg_cache_wkey_value(const struct pg_cache_wkey *w, const char *column, int64_t *v);
+void pg_cache_wkeys_clear(struct pg_cache_client *cc);
 
 #endif

@@ -54,11 +54,18 @@ static void pg_cache_writes_clear(struct pg_cache_client *cc)
 	for (size_t i = 0; i < cc->nw; i++)
 		free(cc->w[i]);
 	cc->nw = 0;
+	pg_cache_wkeys_clear(cc);
 	cc->w_all = false;
 }
 
 /* What running `info` may change. */
 int pg_cache_track(struct pg_cache_client *cc, const struct cache_sql_info *info, bool session)
+{
+	return pg_cache_track_binds(cc, info, session, NULL, false);
+}
+
+int pg_cache_track_binds(struct pg_cache_client *cc, const struct cache_sql_info *info, bool session,
+			 const struct pg_cache_binds *b, bool keyed)
 {
 	if (session && !cc->off) {
 		cc->off = true;
@@ -78,7 +85,9 @@ int pg_cache_track(struct pg_cache_client *cc, const struct cache_sql_info *info
 		if (!d || d->calls)
 			cc->w_all = true;
 	}
-	for (size_t i = 0; i < info->writes.n; i++)
+	if (!keyed && !cc->w_all && pg_cache_track_keyed(cc, info, b, &keyed) != 0)
+		return -1;
+	for (size_t i = 0; !keyed && i < info->writes.n; i++)
 		if (pg_cache_write_add(cc, info->writes.v[i]) != 0)
 			return -1;
 	return 0;
@@ -152,19 +161,34 @@ static int pg_cache_invalidate(struct pg_cache_client *cc)
 	for (size_t i = 0; unsure && !all && i < cc->nw; i++)
 		if (!pg_cache_qualified(cc->w[i]))
 			all = true;
+	for (size_t i = 0; unsure && !all && i < cc->nwk; i++)
+		if (!pg_cache_qualified(cc->wk[i].table))
+			all = true;
+	struct cache_keyed *keyed = NULL;
+	size_t nk = 0;
 	if (!all) {
-		missing = calloc(cc->nw ? cc->nw : 1, sizeof(char *));
-		all = !missing;
+		missing = calloc(cc->nw + cc->nwk ? cc->nw + cc->nwk : 1, sizeof(char *));
+		keyed = calloc(cc->nwk ? cc->nwk : 1, sizeof(*keyed));
+		all = !missing || !keyed;
 	}
-	for (size_t i = 0; !all && i < cc->nw; i++) {
-		const struct pg_catalog_deps *d = pg_catalog_get(cat, sp, cc->w[i]);
+	/* a keyed write counts by key only while the catalog still says that column is the
+	 * table's key and nothing else follows from writing it; else as the whole table */
+	for (size_t i = 0; !all && i < cc->nwk + cc->nw; i++) {
+		const struct pg_cache_wkey *w = i < cc->nwk ? &cc->wk[i] : NULL;
+		const char *name = w ? w->table : cc->w[i - cc->nwk];
+		const struct pg_catalog_deps *d = pg_catalog_get(cat, sp, name);
 		if (!d) {
-			missing[nm++] = cc->w[i];
+			missing[nm++] = (char *)name;
 			continue;
 		}
 		if (d->write_all) {
 			all = true;
 			break;
+		}
+		int64_t v;
+		if (w && d->found && d->nwrites == 1 && pg_cache_wkey_value(w, d->key_column, &v)) {
+			keyed[nk++] = (struct cache_keyed){ d->writes[0], v, v, false };
+			continue;
 		}
 		for (size_t k = 0; k < d->nwrites; k++) {
 			if (nt == cap) {
@@ -185,6 +209,7 @@ static int pg_cache_invalidate(struct pg_cache_client *cc)
 		if (cc->wlearn) {
 			free(missing);
 			free(tables);
+			free(keyed);
 			return 1;
 		}
 		all = true; /* the catalog cannot say: more, never less */
@@ -192,11 +217,12 @@ static int pg_cache_invalidate(struct pg_cache_client *cc)
 	free(missing);
 	if (all)
 		pg_catalog_forget(cat);
-	if (all || nt)
+	if (all || nt || nk)
 		cc->inval = all ? cache_invalidate(cache, c->pool->name, NULL, 0, pg_cache_on_invalidated, cc)
-				: cache_invalidate(cache, c->pool->name, (const char *const *)tables, nt,
-						   pg_cache_on_invalidated, cc);
+				: cache_invalidate_keyed(cache, c->pool->name, (const char *const *)tables, nt, keyed,
+							 nk, pg_cache_on_invalidated, cc);
 	free(tables);
+	free(keyed);
 	/* the names are copied by cache_invalidate; later writes accumulate from here (writes of
 	 * requests still in flight are kept: they are invalidated again when they end) */
 	struct pg_server *s = cc->held;
@@ -231,7 +257,7 @@ int pg_cache_ready(struct pg_client *c, struct pg_server *s, uint8_t status)
 			evbuffer_free(cc->cap);
 		cc->cap = NULL;
 	}
-	if (status != 'I' || (!cc->w_all && cc->nw == 0) || cc->inval || cc->wlearn || cc->flush_wait)
+	if (status != 'I' || (!cc->w_all && cc->nw == 0 && cc->nwk == 0) || cc->inval || cc->wlearn || cc->flush_wait)
 		return 0;
 	cc->held = s;
 	s->held = true;
@@ -245,7 +271,7 @@ int pg_cache_ready(struct pg_client *c, struct pg_server *s, uint8_t status)
 
 bool pg_cache_has_writes(const struct pg_client *c)
 {
-	return c->cache && (c->cache->w_all || c->cache->nw > 0);
+	return c->cache && (c->cache->w_all || c->cache->nw > 0 || c->cache->nwk > 0);
 }
 
 static void pg_cache_on_orphan(void *arg, enum cache_inval_outcome outcome)
@@ -283,7 +309,7 @@ void pg_cache_client_close(struct pg_client *c)
 		cache_wait_cancel(cc->flush_wait);
 	if (cc->inval)
 		cache_invalidate_cancel(cc->inval);
-	else if (!cc->wlearn && (cc->w_all || cc->nw))
+	else if (!cc->wlearn && (cc->w_all || cc->nw || cc->nwk))
 		pg_cache_orphan_done(c->pool); /* a write whose end the client did not wait for */
 	if (cc->held)
 		cc->held->held = false;
@@ -298,6 +324,7 @@ void pg_cache_client_close(struct pg_client *c)
 	pg_cache_stmt_unref(cp, cc->req_st);
 	pg_cache_writes_clear(cc);
 	free(cc->w);
+	free(cc->wk);
 	free(cc->names);
 	free(cc);
 	c->cache = NULL;

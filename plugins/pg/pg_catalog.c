@@ -87,6 +87,7 @@ static void pg_catalog_deps_free(struct pg_catalog_deps *d)
 	free(d->key);
 	pg_catalog_strv_free(d->reads, d->nreads);
 	pg_catalog_strv_free(d->writes, d->nwrites);
+	free(d->key_column);
 	free(d);
 }
 
@@ -237,7 +238,8 @@ static int pg_catalog_strv_add(char ***v, size_t *n, const char *s)
  * dependency on built-in functions, so what a view calls is read from its text); 'w' rows for
  * what a write reaches (foreign keys with actions, partition/inheritance parents and children)
  * with '*' instead of 'w' for a relation whose writes tether cannot follow (a view, rules, user
- * triggers); and a '?' row when the name does not resolve. */
+ * triggers); a 'k' row naming the key column of a plain table whose primary key is one integer
+ * column (finer invalidation by key value); and a '?' row when the name does not resolve. */
 static const char pg_catalog_sql[] =
 	"SELECT n, 'r', format('%I.%I', ns.nspname, c.relname), c.relkind::text,"
 	"  CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END FROM unnest($1::text[]) n,"
@@ -258,6 +260,12 @@ static const char pg_catalog_sql[] =
 	"   UNION ALL SELECT inhparent FROM pg_inherits WHERE inhrelid = w.oid"
 	"   UNION ALL SELECT inhrelid FROM pg_inherits WHERE inhparent = w.oid) x(o))"
 	"  SELECT oid FROM w) r JOIN pg_class c ON c.oid = r.oid JOIN pg_namespace ns ON ns.oid = c.relnamespace"
+	" UNION ALL"
+	" SELECT n, 'k', a.attname::text, c.relkind::text, NULL FROM unnest($1::text[]) n"
+	"  JOIN pg_class c ON c.oid = to_regclass(n) AND c.relkind = 'r'"
+	"  JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary AND i.indnkeyatts = 1"
+	"  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]"
+	"  WHERE a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) AND quote_ident(a.attname) = a.attname"
 	" UNION ALL"
 	" SELECT n, '?', '', '', NULL FROM unnest($1::text[]) n WHERE to_regclass(n) IS NULL";
 
@@ -377,6 +385,9 @@ static bool pg_catalog_take(struct pg_catalog *cat, PGresult *res)
 			continue;
 		if (kind[0] == '?') {
 			d->found = false;
+		} else if (kind[0] == 'k') {
+			free(d->key_column);
+			ok = (d->key_column = strdup(rel)) != NULL;
 		} else if (kind[0] == 'r') {
 			const char *relkind = PQgetvalue(res, row, 3);
 			if (relkind[0] == 'S')

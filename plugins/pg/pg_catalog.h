@@ -29,6 +29,9 @@ struct pg_catalog_deps {
 	bool calls;     /* reading it runs functions tether does not know: they may write */
 	char **reads, **writes;
 	size_t nreads, nwrites;
+	/* A plain table whose primary key is one integer column: that column (its writes and
+	 * reads can then be followed by key value), else NULL. */
+	char *key_column;
 };
 
 struct pg_catalog *pg_catalog_create(struct pg_pool *pool);

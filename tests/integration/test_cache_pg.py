@@ -503,17 +503,30 @@ def test_version_keys_and_entries_in_redis(tether, db, redis, prefix):
     c = pg2(a)
     until_hit(a, lambda: one(c, PRODUCT, (1,)))
     until_hit(a, lambda: one(c, 'select v from "CpG_Mixed" where id = 1'))
+    # a lookup by primary key depends on the table's "!k" version and on its key value's (which
+    # expires); "CpG_Mixed" (a quoted name) is depended on whole
     table_key = f"{prefix}v:appdb:public.cpg_products".encode()
+    keyed_key = f"{prefix}v:appdb:public.cpg_products!k".encode()
+    value_key = f"{prefix}v:appdb:public.cpg_products=1".encode()
     mixed_key = f'{prefix}v:appdb:public."CpG_Mixed"'.encode()
     keys = set(redis_keys(redis, prefix + "*"))
-    for k in (table_key, mixed_key, f"{prefix}v:appdb:*".encode(), f"{prefix}v:*".encode()):
+    for k in (keyed_key, value_key, mixed_key, f"{prefix}v:appdb:*".encode(), f"{prefix}v:*".encode()):
         assert k in keys, (k, sorted(keys))
+    assert int(redis.command("PTTL", value_key)) > 0 and int(redis.command("PTTL", keyed_key)) == -1
     entries = [k for k in keys if k.startswith(f"{prefix}e:".encode())]
     assert entries and all(all(ch in b"0123456789abcdef" for ch in k[len(prefix) + 2:]) for k in entries), entries
-    old = redis.command("GET", table_key)
+    # a write by key bumps the table (for reads that depend on it whole), that value and its
+    # bucket; not the other values, nor "!k"
+    old = {k: redis.command("GET", k) for k in (table_key, keyed_key, value_key)}
     execute(c, "update cpg_products set qty = qty + 1 where id = 2")
-    new = redis.command("GET", table_key)
-    assert new is not None and new != old
+    assert redis.command("GET", table_key) not in (None, old[table_key])
+    assert redis.command("GET", f"{prefix}v:appdb:public.cpg_products=2".encode()) is not None
+    assert redis.command("GET", f"{prefix}v:appdb:public.cpg_products~0".encode()) is not None
+    assert redis.command("GET", keyed_key) == old[keyed_key]
+    assert redis.command("GET", value_key) == old[value_key]
+    # a write of the whole table bumps "!k" too
+    execute(c, "update cpg_products set qty = qty + 1 where qty < 0")
+    assert redis.command("GET", keyed_key) != old[keyed_key]
     assert redis.command("GET", mixed_key) is not None
     # writes to quoted names through another tether invalidate them
     execute(db, 'create table "cpg_Weird.Name" (id int, v text); insert into "cpg_Weird.Name" values (1, \'w\')')

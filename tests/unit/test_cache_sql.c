@@ -345,8 +345,109 @@ static void everything(void)
 	wr("import foreign schema s from server x into y", NULL);
 }
 
+static int64_t key_params[4] = { 3, 7, -2, 100 };
+
+static int key_param(void *arg, int n, int64_t *v)
+{
+	if (n < 1 || n > 4)
+		return -1;
+	*v = key_params[n - 1];
+	return 0;
+}
+
+/* The key constraints found, "table.col=lo" or "table.col=lo..hi" (with $1..$4 = 3, 7, -2,
+ * 100; "?" where evaluation fails), comma-separated; writes end with " set:" and the columns. */
+static const char *keys(const char *sql)
+{
+	static char buf[1024];
+	analyze(sql);
+	buf[0] = 0;
+	const struct cache_sql_key *v = info.nwkeys ? info.wkeys : info.rkeys;
+	size_t n = info.nwkeys ? info.nwkeys : info.nrkeys;
+	for (size_t i = 0; i < n; i++) {
+		int64_t lo = 0, hi = 0;
+		bool l_ok = cache_sql_key_eval(&v[i].lo, key_param, NULL, &lo) == 0;
+		bool h_ok = cache_sql_key_eval(&v[i].hi, key_param, NULL, &hi) == 0;
+		char one[200];
+		if (!l_ok || !h_ok)
+			snprintf(one, sizeof(one), "%s.%s=?", v[i].table, v[i].column);
+		else if (v[i].range)
+			snprintf(one, sizeof(one), "%s.%s=%lld..%lld", v[i].table, v[i].column, (long long)lo, (long long)hi);
+		else
+			snprintf(one, sizeof(one), "%s.%s=%lld", v[i].table, v[i].column, (long long)lo);
+		if (i)
+			strcat(buf, ",");
+		strcat(buf, one);
+	}
+	if (info.nwkeys) {
+		strcat(buf, " set:");
+		for (size_t i = 0; i < info.nwset; i++) {
+			strcat(buf, i ? "," : "");
+			strcat(buf, info.wset[i]);
+		}
+	}
+	return buf;
+}
+
+static void key_constraints(void)
+{
+	/* reads */
+	is_str(keys("select abalance from pgbench_accounts where aid = $1"), "pgbench_accounts.aid=3", "point lookup");
+	is_str(keys("SELECT x FROM t WHERE id = 42 AND y > 3"), "t.id=42", "literal, other conjuncts ignored");
+	is_str(keys("select x from t a where a.id = -$3 * 2 + 1"), "t.id=5", "alias and arithmetic");
+	is_str(keys("select x from t where t.id = ($1 - 1) * 100000 + 1"), "t.id=200001", "parentheses");
+	is_str(keys("select b.bbalance, count(*), sum(a.abalance) from pgbench_branches b join pgbench_accounts a on "
+		    "a.bid = b.bid where b.bid = $1 and a.aid between ($1 - 1) * 100000 + 1 and ($1 - 1) * 100000 + "
+		    "20000 group by b.bbalance"),
+	       "pgbench_accounts.aid=200001..220000,pgbench_branches.bid=3", "the bench's join: both tables keyed");
+	is_str(keys("select x from t where id = 1 or id = 2"), "", "OR: nothing");
+	is_str(keys("select x from t where not id = 1"), "", "NOT: nothing");
+	is_str(keys("select x from t a where t.id = 1"), "", "the table's name once aliased: not its qualifier");
+	is_str(keys("select x from t a where b.id = 1"), "", "another qualifier");
+	is_str(keys("select x from t where id = 1.5"), "", "a non-integer literal");
+	is_str(keys("select x from t where id = '1'"), "", "a string literal");
+	is_str(keys("select x from t where id = $1::int"), "", "a cast");
+	is_str(keys("select x from t where id = f(1)"), "", "a function");
+	is_str(keys("select x from t where id = 1 + y"), "", "a column in the expression");
+	is_str(keys("select x from t where id between symmetric 5 and 1"), "", "BETWEEN SYMMETRIC");
+	is_str(keys("select x from t where id not between 1 and 5"), "", "NOT BETWEEN");
+	is_str(keys("select x from t where id between 1 and 5 and y = 2"), "t.id=1..5,t.y=2", "BETWEEN's AND");
+	is_str(keys("select x from t join t u on true where t.id = 1"), "", "a table named twice");
+	is_str(keys("select x from t, t.u where id = 1"), "t.id=1,t.u.id=1", "a schema of the same name is not the table");
+	is_str(keys("select x from t where id = 1 and exists (select 1 from t where id = 2)"), "", "twice, subquery");
+	is_str(keys("select x from u where u.k in (select id from t where id = 9)"), "t.id=9",
+	       "the WHERE of the subquery that names it");
+	is_str(keys("select x from t, lateral (select 1 from u where t.id = 4) s"), "", "a WHERE of another block");
+	is_str(keys("select * from (select * from t limit 10) s where s.id = 5"), "", "outer WHERE over a LIMIT");
+	is_str(keys("select x from u where id = 1 union select x from t where id = 2"), "t.id=2,u.id=1",
+	       "each block of a UNION");
+	is_str(keys("select x from t natural join u where id = 1"), "", "NATURAL join");
+	is_str(keys("select x from t join u using (id) where id = 1"), "", "USING join");
+	is_str(keys("select x from t where id = 99999999999999999999"), "", "too long a number");
+	is_str(keys("select x from t where id = 999999999999999999 * 100"), "t.id=?", "overflow fails evaluation");
+	is_str(keys("select x from t where id = $9"), "t.id=?", "a parameter without a value");
+	is_str(keys("select x from s.t where t.id = 7"), "s.t.id=7", "schema-qualified name");
+	is_str(keys("select x from \"T\" where id = 7"), "", "a quoted name");
+	is_str(keys("select x from t where id = 1 for update"), "", "not cacheable: no read keys");
+	/* writes */
+	is_str(keys("update pgbench_accounts set abalance = abalance + $1 where aid = $2"),
+	       "pgbench_accounts.aid=7 set:abalance", "the bench's write");
+	is_str(keys("update t set (a, b) = (1, 2), c = 3 where id = 5 returning *"), "t.id=5 set:a,b,c", "SET list");
+	is_str(keys("update t set id = 2 where id = 5"), "t.id=5 set:id", "the key set (the pooler checks)");
+	is_str(keys("update only t x set a = 1 where x.id = 5"), "t.id=5 set:a", "ONLY and alias");
+	is_str(keys("update t set a = 1 from u where t.id = u.id and t.id = 5"), "", "UPDATE ... FROM");
+	is_str(keys("update t set a = 1 where id = 5 or id = 6"), "", "OR");
+	is_str(keys("update t set a = 1 where current of c"), "", "CURRENT OF");
+	is_str(keys("delete from t where id = 5"), "t.id=5 set:", "DELETE");
+	is_str(keys("delete from t using u where t.id = 5"), "", "DELETE ... USING");
+	is_str(keys("with x as (select 1) update t set a = 1 where id = 5"), "", "WITH ... UPDATE");
+	is_str(keys("insert into t values (5)"), "", "INSERT");
+	is_str(keys("update t set a = 1 where id = 5; select 1"), "", "two statements");
+}
+
 int main(void)
 {
+	key_constraints();
 	normalization();
 	fingerprints();
 	hints();
