@@ -102,7 +102,7 @@ int pg_cache_forward(struct pg_client *c, struct evbuffer *in, uint8_t type, uin
 			return 0;
 		struct pg_cache_stmt *st = pg_cache_name_get(cc, 'S', stmt);
 		if (!*portal)
-			cc->portal_wkeyed = false;
+			pg_cache_wkey_free(&cc->portal_wk);
 		if (!*portal && st && st->info.nwkeys && have >= total && total <= PG_CACHE_MAX_REQUEST) {
 			/* a write that may be followed by key value: its parameters are here */
 			size_t off = (size_t)((const unsigned char *)stmt - m) + strlen(stmt) + 1;
@@ -112,8 +112,8 @@ int pg_cache_forward(struct pg_client *c, struct evbuffer *in, uint8_t type, uin
 			const unsigned char *rest = whole + off;
 			struct pg_cache_binds b;
 			pg_cache_binds_of(&b, st, rest, (size_t)(whole + total - rest));
-			if (pg_cache_track_keyed(cc, &st->info, &b, &cc->portal_wkeyed) != 0)
-				return -1;
+			if (pg_cache_wkey_make(&st->info, &b, &cc->portal_wk) < 0)
+				return -1; /* recorded when its Execute comes */
 		}
 		if (!*stmt && st && cc->unnamed_unsent && c->server) {
 			/* the client's unnamed statement was answered from the cache: prepare it */
@@ -144,7 +144,7 @@ int pg_cache_forward(struct pg_client *c, struct evbuffer *in, uint8_t type, uin
 			cc->w_all = true; /* a portal tether did not see bound: it may write anything */
 			return 0;
 		}
-		return pg_cache_track_binds(cc, &st->info, false, NULL, !*portal && cc->portal_wkeyed);
+		return pg_cache_track_binds(cc, &st->info, false, NULL, !*portal ? &cc->portal_wk : NULL);
 	}
 	case 'C': {
 		cc->mid_request = true;

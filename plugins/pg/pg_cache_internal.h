@@ -111,7 +111,7 @@ struct pg_cache_client {
 	size_t nw, wcap;
 	struct pg_cache_wkey *wk;
 	size_t nwk, wkcap;
-	bool portal_wkeyed;   /* the unnamed portal's write was recorded by key at its Bind */
+	struct pg_cache_wkey portal_wk; /* the unnamed portal's write by key (from its Bind), n 0: none */
 	bool w_all;
 	struct cache_inval *inval;
 	struct pg_catalog_req *wlearn;
@@ -143,9 +143,9 @@ void pg_cache_names_clear(struct pg_cache_client *cc, char kind);
  * a view that calls functions tether does not know (or a table not learnt yet). */
 int pg_cache_track(struct pg_cache_client *cc, const struct cache_sql_info *info, bool session);
 /* The same for a statement whose write may be followed by key value (b: its Bind, or NULL for
- * a simple Query's literals; keyed: recorded by key already, at its Bind). */
+ * a simple Query's literals; wk: its keyed write made at its Bind, consumed, or NULL). */
 int pg_cache_track_binds(struct pg_cache_client *cc, const struct cache_sql_info *info, bool session,
-			 const struct pg_cache_binds *b, bool keyed);
+			 const struct pg_cache_binds *b, struct pg_cache_wkey *wk);
 
 /* pg_cache_keys.c */
 /* cache_sql_param_fn over a struct pg_cache_binds. */
@@ -164,6 +164,11 @@ bool pg_cache_read_keyed(const struct pg_cache_client *cc, const struct cache_sq
  * columns it does not set: *done then (else the caller records the table). */
 int pg_cache_track_keyed(struct pg_cache_client *cc, const struct cache_sql_info *info, const struct pg_cache_binds *b,
 			 bool *done);
+/* The candidate keyed write of info run with b into *w: 1 (made), 0 (none), -1 (no memory). */
+int pg_cache_wkey_make(const struct cache_sql_info *info, const struct pg_cache_binds *b, struct pg_cache_wkey *w);
+void pg_cache_wkey_free(struct pg_cache_wkey *w);
+/* Moves *w into the client's writes (w is left empty). */
+int pg_cache_wkey_add(struct pg_cache_client *cc, struct pg_cache_wkey *w);
 /* The value w selected for `column` (the table's key), if it selected on that column. */
 bool pg_cache_wkey_value(const struct pg_cache_wkey *w, const char *column, int64_t *v);
 void pg_cache_wkeys_clear(struct pg_cache_client *cc);

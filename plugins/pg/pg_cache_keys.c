@@ -136,54 +136,78 @@ bool pg_cache_read_keyed(const struct pg_cache_client *cc, const struct cache_sq
 	return false;
 }
 
-int pg_cache_track_keyed(struct pg_cache_client *cc, const struct cache_sql_info *info, const struct pg_cache_binds *b,
-			 bool *done)
+int pg_cache_wkey_make(const struct cache_sql_info *info, const struct pg_cache_binds *b, struct pg_cache_wkey *w)
 {
-	*done = false;
-	if (info->nwkeys == 0 || info->writes.n != 1 || info->invalidate_all || info->ddl || cc->nwk >= PG_CACHE_MAX_WKEYS)
+	memset(w, 0, sizeof(*w));
+	if (info->nwkeys == 0 || info->writes.n != 1 || info->invalidate_all || info->ddl)
 		return 0;
-	struct pg_cache_wkey w = { 0 };
-	for (size_t i = 0; i < info->nwkeys && w.n < PG_CACHE_WKEY_COLS; i++) {
+	for (size_t i = 0; i < info->nwkeys && w->n < PG_CACHE_WKEY_COLS; i++) {
 		const struct cache_sql_key *k = &info->wkeys[i];
 		int64_t v;
 		if (k->range || strcmp(k->table, info->writes.v[0]) != 0 || cache_sql_key_sets(info, k->column) ||
 		    cache_sql_key_eval(&k->lo, b ? pg_cache_bind_param : NULL, (void *)b, &v) != 0)
 			continue;
-		w.col[w.n] = k->column; /* (copied below) */
-		w.value[w.n++] = v;
+		if (!(w->col[w->n] = strdup(k->column)))
+			goto oom;
+		w->value[w->n++] = v;
 	}
-	if (!w.n)
+	if (!w->n)
 		return 0;
+	if (!(w->table = strdup(info->writes.v[0])))
+		goto oom;
+	return 1;
+oom:
+	pg_cache_wkey_free(w);
+	return -1;
+}
+
+void pg_cache_wkey_free(struct pg_cache_wkey *w)
+{
+	free(w->table);
+	for (size_t i = 0; i < w->n; i++)
+		free(w->col[i]);
+	memset(w, 0, sizeof(*w));
+}
+
+int pg_cache_wkey_add(struct pg_cache_client *cc, struct pg_cache_wkey *w)
+{
 	for (size_t j = 0; j < cc->nwk; j++) {
 		const struct pg_cache_wkey *o = &cc->wk[j];
-		bool same = o->n == w.n && strcmp(o->table, info->writes.v[0]) == 0;
-		for (size_t i = 0; same && i < w.n; i++)
-			same = o->value[i] == w.value[i] && strcmp(o->col[i], w.col[i]) == 0;
+		bool same = o->n == w->n && strcmp(o->table, w->table) == 0;
+		for (size_t i = 0; same && i < w->n; i++)
+			same = o->value[i] == w->value[i] && strcmp(o->col[i], w->col[i]) == 0;
 		if (same) {
-			*done = true;
+			pg_cache_wkey_free(w);
 			return 0;
 		}
 	}
 	if (cc->nwk == cc->wkcap) {
 		size_t cap = cc->wkcap ? cc->wkcap * 2 : 4;
 		struct pg_cache_wkey *nv = realloc(cc->wk, cap * sizeof(*nv));
-		if (!nv)
+		if (!nv) {
+			pg_cache_wkey_free(w);
 			return -1;
+		}
 		cc->wk = nv;
 		cc->wkcap = cap;
 	}
-	bool oom = !(w.table = strdup(info->writes.v[0]));
-	for (size_t i = 0; i < w.n; i++)
-		oom = !(w.col[i] = strdup(w.col[i])) || oom;
-	if (oom) {
-		free(w.table);
-		for (size_t i = 0; i < w.n; i++)
-			free(w.col[i]);
-		return -1;
-	}
-	cc->wk[cc->nwk++] = w;
-	*done = true;
+	cc->wk[cc->nwk++] = *w; /* moved */
+	memset(w, 0, sizeof(*w));
 	return 0;
+}
+
+int pg_cache_track_keyed(struct pg_cache_client *cc, const struct cache_sql_info *info, const struct pg_cache_binds *b,
+			 bool *done)
+{
+	*done = false;
+	if (cc->nwk >= PG_CACHE_MAX_WKEYS)
+		return 0; /* many: the whole table */
+	struct pg_cache_wkey w;
+	int rc = pg_cache_wkey_make(info, b, &w);
+	if (rc <= 0)
+		return rc;
+	*done = true;
+	return pg_cache_wkey_add(cc, &w);
 }
 
 bool pg_cache_wkey_value(const struct pg_cache_wkey *w, const char *column, int64_t *v)
@@ -199,10 +223,7 @@ bool pg_cache_wkey_value(const struct pg_cache_wkey *w, const char *column, int6
 
 void pg_cache_wkeys_clear(struct pg_cache_client *cc)
 {
-	for (size_t i = 0; i < cc->nwk; i++) {
-		free(cc->wk[i].table);
-		for (size_t k = 0; k < cc->wk[i].n; k++)
-			free(cc->wk[i].col[k]);
-	}
+	for (size_t i = 0; i < cc->nwk; i++)
+		pg_cache_wkey_free(&cc->wk[i]);
 	cc->nwk = 0;
 }

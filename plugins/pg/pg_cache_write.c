@@ -61,12 +61,13 @@ static void pg_cache_writes_clear(struct pg_cache_client *cc)
 /* What running `info` may change. */
 int pg_cache_track(struct pg_cache_client *cc, const struct cache_sql_info *info, bool session)
 {
-	return pg_cache_track_binds(cc, info, session, NULL, false);
+	return pg_cache_track_binds(cc, info, session, NULL, NULL);
 }
 
 int pg_cache_track_binds(struct pg_cache_client *cc, const struct cache_sql_info *info, bool session,
-			 const struct pg_cache_binds *b, bool keyed)
+			 const struct pg_cache_binds *b, struct pg_cache_wkey *wk)
 {
+	bool keyed = false;
 	if (session && !cc->off) {
 		cc->off = true;
 		log_debug(&cc->c->log, "cache: the session changed settings or made temporary objects; its reads "
@@ -85,8 +86,13 @@ int pg_cache_track_binds(struct pg_cache_client *cc, const struct cache_sql_info
 		if (!d || d->calls)
 			cc->w_all = true;
 	}
-	if (!keyed && !cc->w_all && pg_cache_track_keyed(cc, info, b, &keyed) != 0)
+	if (wk && wk->n && cc->nwk < PG_CACHE_MAX_WKEYS && !cc->w_all) {
+		if (pg_cache_wkey_add(cc, wk) != 0)
+			return -1;
+		keyed = true;
+	} else if (!wk && !cc->w_all && pg_cache_track_keyed(cc, info, b, &keyed) != 0) {
 		return -1;
+	}
 	for (size_t i = 0; !keyed && i < info->writes.n; i++)
 		if (pg_cache_write_add(cc, info->writes.v[i]) != 0)
 			return -1;
@@ -323,6 +329,7 @@ void pg_cache_client_close(struct pg_client *c)
 	pg_cache_stmt_unref(cp, cc->portal);
 	pg_cache_stmt_unref(cp, cc->req_st);
 	pg_cache_writes_clear(cc);
+	pg_cache_wkey_free(&cc->portal_wk);
 	free(cc->w);
 	free(cc->wk);
 	free(cc->names);

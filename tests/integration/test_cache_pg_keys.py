@@ -179,3 +179,20 @@ def test_a_join_over_a_parameterized_range(tether, keys_db, binary):
     assert read(1) == one(keys_db, sql % (1, 1, 1))
     ra.close()
     wb.close()
+
+
+def test_pipelined_writes_by_key(tether, keys_db):
+    """psycopg 3's pipeline mode: Bind/Execute of several keyed writes before any Sync is
+    answered; each is invalidated by its own value, others stay cached."""
+    a, b = tether("a", rules=RULES), tether("b", rules=RULES)
+    ra = pg2(a)
+    for i in (31, 32, 33, 34):
+        until_hit(a, lambda: one(ra, f"select v from cpk_items where id = {i}"))
+    with psycopg.connect(b.dsn, autocommit=True) as wb:
+        with wb.pipeline():
+            for i in (31, 32, 33):
+                wb.execute("update cpk_items set v = v + 100 where id = %s", (i,))
+    for i in (31, 32, 33):
+        assert one(ra, f"select v from cpk_items where id = {i}") == (i + 100,)
+    got, hit = hit_again(a, lambda: one(ra, "select v from cpk_items where id = 34"))
+    assert got == (34,) and hit
