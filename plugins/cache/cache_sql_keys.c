@@ -310,12 +310,10 @@ static size_t kx_alias(struct cache_sql_kctx *k, size_t i, size_t e, size_t name
 static size_t kx_count(struct cache_sql_kctx *k, size_t b, size_t e, const char *last)
 {
 	size_t count = 0;
-	char w[64];
 	for (size_t i = b; i < e; i++) {
 		if (i + 1 < e && kx_type(k, i + 1) == CACHE_SQL_DOT)
 			continue;
-		if ((kx_type(k, i) == CACHE_SQL_IDENT && kx_ident(k, i, e, w, sizeof(w)) && strcmp(w, last) == 0) ||
-		    kx_type(k, i) == CACHE_SQL_QIDENT)
+		if (cache_sql_lex_is(k->lx, i, last) || kx_type(k, i) == CACHE_SQL_QIDENT)
 			count++; /* (any quoted identifier counts: it could spell the name) */
 	}
 	return count;
@@ -336,10 +334,8 @@ static void kx_reads(struct cache_sql_kctx *k, size_t b, size_t e)
 		if (strchr(name, '"') || kx_count(k, b, e, last) != 1)
 			continue;
 		size_t p = SIZE_MAX; /* the name's (only) occurrence, at its last part */
-		char w[64];
 		for (size_t i = b; i < e && p == SIZE_MAX; i++)
-			if (kx_type(k, i) == CACHE_SQL_IDENT && !(i + 1 < e && kx_type(k, i + 1) == CACHE_SQL_DOT) &&
-			    kx_ident(k, i, e, w, sizeof(w)) && strcmp(w, last) == 0)
+			if (!(i + 1 < e && kx_type(k, i + 1) == CACHE_SQL_DOT) && cache_sql_lex_is(k->lx, i, last))
 				p = i;
 		if (p == SIZE_MAX)
 			continue;

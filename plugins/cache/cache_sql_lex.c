@@ -281,8 +281,15 @@ bool cache_sql_lex_is(const struct cache_sql_lex *lx, size_t i, const char *word
 {
 	if (i >= lx->n || lx->toks[i].type != CACHE_SQL_IDENT)
 		return false;
-	size_t wl = strlen(word);
-	return lx->toks[i].len == wl && strncasecmp(lx->src + lx->toks[i].off, word, wl) == 0;
+	/* (called for every token against many words: the first byte usually decides) */
+	const unsigned char *s = (const unsigned char *)lx->src + lx->toks[i].off;
+	size_t n = lx->toks[i].len;
+	for (size_t k = 0; k < n; k++) {
+		unsigned char ch = s[k] >= 'A' && s[k] <= 'Z' ? (unsigned char)(s[k] + 32) : s[k];
+		if (ch != (unsigned char)word[k])
+			return false; /* (also where word ends first: its NUL never equals a name byte) */
+	}
+	return word[n] == 0;
 }
 
 char *cache_sql_lex_render(const struct cache_sql_lex *lx, bool fingerprint)
