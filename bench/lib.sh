@@ -59,3 +59,19 @@ CONF
   psql -c "create role bench login" -c "create database bench owner bench"
   "$PG_BIN/pgbench" -i -q -s "$1" -h "$tmp" -p "$PGPORT" -U bench bench 2>/dev/null
 }
+
+# bench_tether_conf [postgres-section lines...]: $tmp/tether.yaml for tetherd in front of that
+# cluster: admin on $ADMIN, the pooler on unix socket $tmp/tether port $TPORT, database `bench`
+# in transaction mode with pool_size 20; extra lines go into the postgres section.
+bench_tether_conf() {
+  {
+    echo "admin: {listen: [\"tcp://127.0.0.1:$ADMIN\"]}"
+    echo "log: {level: warn}"
+    echo "postgres:"
+    echo "  listen: [\"unix://$tmp/tether\"]"
+    echo "  port: $TPORT"
+    for l in "$@"; do echo "  $l"; done
+    echo "  databases:"
+    echo "    bench: {host: \"$tmp\", port: $PGPORT, dbname: bench, user: bench, pool_mode: transaction, pool_size: 20}"
+  } > "$tmp/tether.yaml"
+}

@@ -77,16 +77,7 @@ setpriv --reuid=postgres --regid=postgres --clear-groups pgbouncer "$tmp/pgb/pgb
 pids+=($!)
 
 # --- tether ----------------------------------------------------------------------------------
-cat > "$tmp/tether.yaml" <<EOF
-admin: {listen: ["tcp://127.0.0.1:$ADMIN"]}
-log: {level: warn}
-postgres:
-  listen: ["unix://$tmp/tether"]
-  port: $TPORT
-  max_client_conn: $((IDLE + 1000))
-  databases:
-    bench: {host: "$tmp", port: $PGPORT, dbname: bench, user: bench, pool_mode: transaction, pool_size: 20}
-EOF
+bench_tether_conf "max_client_conn: $((IDLE + 1000))"
 "$TETHERD" -c "$tmp/tether.yaml" > "$tmp/tetherd.log" 2>&1 &
 pids+=($!)
 TETHER_PID=$!

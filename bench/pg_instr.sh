@@ -5,7 +5,8 @@
 # throwaway PostgreSQL 15 cluster, on unix sockets; the instructions of a run with pgbench
 # less those of a run without (same start, warm-up, shutdown) are divided by the transactions
 # pgbench reports. Modes: -S, -S -C (a connection per transaction) and TPC-B, each `-c 10 -j 2 -t N`. Prints a table with the ratio tether/pgbouncer
-# (lower is better) and keeps tether's profiles for callgrind_annotate with -k DIR. Kernel time
+# (lower is better) and keeps tether's profiles for callgrind_annotate with -k DIR (tether.base.callgrind is
+# the run without pgbench, to subtract). Kernel time
 # (system calls) is not in these counts. Not run in CI; needs root, valgrind, takes a few
 # minutes.
 #
@@ -56,15 +57,7 @@ log_connections = 0
 log_disconnections = 0
 EOF
 chown -R postgres: "$tmp/pgb"
-cat > "$tmp/tether.yaml" <<EOF
-admin: {listen: ["tcp://127.0.0.1:$ADMIN"]}
-log: {level: warn}
-postgres:
-  listen: ["unix://$tmp/tether"]
-  port: $TPORT
-  databases:
-    bench: {host: "$tmp", port: $PGPORT, dbname: bench, user: bench, pool_mode: transaction, pool_size: 20}
-EOF
+bench_tether_conf
 
 # Each figure is the difference between two runs of the pooler under callgrind, both with the
 # same start, warm-up and shutdown, one with the measured pgbench in between, divided by its
@@ -105,7 +98,7 @@ measure() {
   kill -TERM "$pid"
   wait "$pid" 2>/dev/null || true
   echo "$(awk '/^(totals|summary):/ {print $2; exit}' "$out") ${n:-0}"
-  [ -n "$KEEP" ] && [ "$target" = tether ] && [ $# -gt 0 ] && mkdir -p "$KEEP" && cp "$out" "$KEEP/tether.$tag.callgrind"
+  [ -n "$KEEP" ] && [ "$target" = tether ] && mkdir -p "$KEEP" && cp "$out" "$KEEP/tether.$tag.callgrind"
   return 0
 }
 
