@@ -302,6 +302,19 @@ static void pg_client_on_wait_timeout(evutil_socket_t fd, short what, void *arg)
 		pg_client_process(c); /* a request queued behind it asks for a server again */
 }
 
+void pg_client_wait_timer(struct pg_client *c)
+{
+	if (c->pg->conf->query_wait_timeout <= 0)
+		return;
+	/* (made on first need: an idle client carries no timer) */
+	if (!c->wait_timer)
+		c->wait_timer = evtimer_new(core_base(c->pg->core), pg_client_on_wait_timeout, c);
+	int64_t ms = c->pg->conf->query_wait_timeout;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	if (c->wait_timer)
+		evtimer_add(c->wait_timer, &tv);
+}
+
 /* Relays complete client messages to the linked server; asks the pool for one when needed. */
 void pg_client_process(struct pg_client *c)
 {
@@ -339,15 +352,8 @@ void pg_client_process(struct pg_client *c)
 			return;
 		}
 		pg_pool_acquire(c->pool, c);
-		if (c->state == PG_CLIENT_WAITING && c->pg->conf->query_wait_timeout > 0) {
-			/* (made on first need: an idle client carries no timer) */
-			if (!c->wait_timer)
-				c->wait_timer = evtimer_new(core_base(c->pg->core), pg_client_on_wait_timeout, c);
-			int64_t ms = c->pg->conf->query_wait_timeout;
-			struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-			if (c->wait_timer)
-				evtimer_add(c->wait_timer, &tv);
-		}
+		if (c->state == PG_CLIENT_WAITING)
+			pg_client_wait_timer(c);
 		return; /* pg_client_linked continues */
 	}
 	if (!s)
@@ -485,7 +491,7 @@ static void pg_client_on_read(void *arg);
 static void pg_client_on_write(void *arg);
 static void pg_client_on_event(void *arg, short what);
 static const struct pg_io_cbs pg_client_cbs = { pg_client_on_read, pg_client_on_write, pg_client_on_event,
-						 pg_client_io_idle };
+						 pg_client_io_idle, pg_relay_client_take };
 
 /* The startup packet: SSLRequest / GSSENCRequest get 'N', CancelRequest, or StartupMessage. */
 static void pg_client_startup(struct pg_client *c)

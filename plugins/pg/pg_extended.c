@@ -421,6 +421,20 @@ int pg_extended_remember(struct pg_client *c, const unsigned char *msg, size_t l
 	return rc;
 }
 
+bool pg_extended_query_plain(const struct pg_client *c, const char *q)
+{
+	if (c->pool->db->pool_mode != PG_POOL_TRANSACTION)
+		return true; /* session mode: nothing looked at */
+	char name[PG_EXT_NAME_MAX];
+	return pg_ext_classify(q, name, sizeof(name)) == PG_EXT_SQL_OTHER;
+}
+
+void pg_extended_query_relayed(struct pg_client *c, const char *q)
+{
+	if (c->pool->db->pool_mode == PG_POOL_TRANSACTION)
+		pg_ext_track_listen(c, q, PG_EXT_SQL_OTHER);
+}
+
 bool pg_extended_resets_settings(const char *sql)
 {
 	char name[8];

@@ -67,6 +67,11 @@ struct pg_io_cbs {
 	void (*write)(void *arg);             /* the output went down to PG_RELAY_LOW (or empty) */
 	void (*event)(void *arg, short what); /* BEV_EVENT_* as a bufferevent reports them */
 	bool (*idle)(void *arg);              /* bare: may its empty buffers be freed now? */
+	/* Optional, for a bare socket or a direct bufferevent: the bytes of a read before they are
+	 * added to an empty input, to use what it can at once (the relay's shortcut); returns how
+	 * many it used, and the rest goes to the input and `read` as usual. A bufferevent whose
+	 * cbs have no `read` keeps its own callbacks. */
+	size_t (*take)(void *arg, const unsigned char *p, size_t n);
 };
 
 /* A bare socket's output buffer: its "bytes added" callback's argument names the connection
@@ -302,6 +307,13 @@ void pg_io_setcb(struct pg_out *o, const struct pg_io_cbs *cbs, void *arg);
  * closed (or when a bare socket's buffer cannot be allocated). */
 struct evbuffer *pg_io_input(struct pg_out *o);
 struct evbuffer *pg_io_output(struct pg_out *o);
+/* Sends `n` bytes: written at once when nothing is queued before them (no copy into the output
+ * buffer), else, and for what the socket does not take, queued and flushed as usual (a write
+ * error shows there). 1: all written; 0: some queued; -1: out of memory (nothing queued). */
+int pg_io_send(struct pg_out *o, const void *p, size_t n);
+/* After pg_io_send wrote everything: what a flush that emptied the output does (the write
+ * callback, a bare socket's idle buffers given back). */
+void pg_io_sent(struct pg_out *o);
 /* Bytes queued and not yet written (a TLS filter's underlying buffer too); makes nothing. */
 size_t pg_io_unsent(const struct pg_out *o);
 bool pg_io_open(const struct pg_out *o);
@@ -411,6 +423,11 @@ int pg_extended_idle_query(struct pg_client *c, struct evbuffer *in, uint32_t le
 /* A Parse message (whole, `len` bytes) answered by the cache: its name is recorded for the
  * client as if a server had seen it. 0 or -1 (memory). */
 int pg_extended_remember(struct pg_client *c, const unsigned char *msg, size_t len);
+/* The text of a simple Query (at most 4096 bytes) that pg_extended_client_msg would relay
+ * unchanged, with no effect on the client's statements or the server's settings: true; then
+ * pg_extended_query_relayed does the rest of what it does for it (LISTEN). */
+bool pg_extended_query_plain(const struct pg_client *c, const char *q);
+void pg_extended_query_relayed(struct pg_client *c, const char *q);
 /* True for a reset query that resets session settings (DISCARD ALL, RESET ALL). */
 bool pg_extended_resets_settings(const char *sql);
 
@@ -454,6 +471,21 @@ void pg_server_free(struct pg_server *s);
 void pg_server_resume(struct pg_server *s);
 /* The cache's invalidation after a commit is done: relay the held ReadyForQuery and go on. */
 void pg_server_unhold(struct pg_server *s);
+/* The client's request is answered: in transaction mode the server goes back to the pool once
+ * the transaction is over and nothing else is in flight (then -1, and the client goes on with
+ * its next request; else 0). */
+int pg_server_client_ready(struct pg_server *s, struct pg_client *c);
+/* Bytes at the front of p[0..n) that are whole messages pg_server_relay forwards (or drops)
+ * without looking inside: not ReadyForQuery, ParameterStatus, ParseComplete, CloseComplete or an
+ * error (each has its own bookkeeping), none malformed, none larger than 64 KiB. With
+ * `with_ready` the run may end with a well-formed ReadyForQuery, whose status byte goes to *ready
+ * (else *ready is 0): the caller does its bookkeeping after moving it on with the rest, the same
+ * bytes tether would write again. */
+size_t pg_server_plain_span(const unsigned char *p, size_t n, bool with_ready, char *ready);
+
+/* pg_relay.c: the relay's shortcut past the input and output buffers (pg_io_cbs.take) */
+extern const struct pg_io_cbs pg_relay_server_cbs;
+size_t pg_relay_client_take(void *arg, const unsigned char *p, size_t n);
 
 /* pg_cancel.c: forwards a CancelRequest to the backend serving that client now */
 void pg_cancel(struct pg *pg, uint32_t pid, uint32_t key);
@@ -470,6 +502,8 @@ void pg_client_server_data(struct pg_client *c, struct evbuffer *data);
 void pg_client_server_gone(struct pg_client *c, const char *why);
 void pg_client_free(struct pg_client *c);
 void pg_client_process(struct pg_client *c);
+/* Arms the client's query_wait_timeout timer (made on first need) once it waits for a server. */
+void pg_client_wait_timer(struct pg_client *c);
 /* pg_io_cbs.idle for clients: nothing under way that an answer will be written for. */
 bool pg_client_io_idle(void *arg);
 
