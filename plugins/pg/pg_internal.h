@@ -425,9 +425,10 @@ int pg_extended_idle_query(struct pg_client *c, struct evbuffer *in, uint32_t le
 int pg_extended_remember(struct pg_client *c, const unsigned char *msg, size_t len);
 /* The text of a simple Query (at most 4096 bytes) that pg_extended_client_msg would relay
  * unchanged, with no effect on the client's statements or the server's settings: true; then
- * pg_extended_query_relayed does the rest of what it does for it (LISTEN). */
+ * pg_extended_query_relayed (`n`: the text's length) does the rest of what it does for it
+ * (LISTEN). */
 bool pg_extended_query_plain(const struct pg_client *c, const char *q);
-void pg_extended_query_relayed(struct pg_client *c, const char *q);
+void pg_extended_query_relayed(struct pg_client *c, const char *q, size_t n);
 /* True for a reset query that resets session settings (DISCARD ALL, RESET ALL). */
 bool pg_extended_resets_settings(const char *sql);
 

@@ -90,7 +90,7 @@ size_t pg_relay_client_take(void *arg, const unsigned char *p, size_t n)
 			pg_client_fail(c, "53200", "out of memory");
 			return n;
 		}
-		pg_extended_query_relayed(c, q);
+		pg_extended_query_relayed(c, q, len - 5);
 		off += (size_t)len + 1;
 	}
 	if (off == 0)
