@@ -173,12 +173,12 @@ static unsigned char *pg_client_put_u32(unsigned char *p, uint32_t v)
 #define PG_LOGIN_MAX_OVER 16
 
 /* The whole login answer (what pg_client_put_params, BackendKeyData and ReadyForQuery add) built
- * in one piece and added at once, byte for byte the same; 1 when it does not fit here (many or
+ * in one piece and sent at once, byte for byte the same; 1 when it does not fit here (many or
  * long settings: the caller adds it message by message), else 0 or -1. */
-static int pg_client_put_login(struct pg_client *c, struct evbuffer *out)
+static int pg_client_put_login(struct pg_client *c)
 {
 	struct pg_pool *p = c->pool;
-	if (!out || pg_pool_login_msgs(p) != 0)
+	if (pg_pool_login_msgs(p) != 0)
 		return -1;
 	uint32_t n = p->params.n;
 	/* the client's values that replace the pool's, by the pool's index in increasing order:
@@ -244,14 +244,15 @@ static int pg_client_put_login(struct pg_client *c, struct evbuffer *out)
 	*w++ = 'Z'; /* ReadyForQuery, idle */
 	w = pg_client_put_u32(w, 5);
 	*w++ = 'I';
-	return evbuffer_add(out, buf, (size_t)(w - buf)) == 0 ? 0 : -1;
+	/* (written from here when nothing is queued before it) */
+	return pg_io_send(&c->out, buf, (size_t)(w - buf)) >= 0 ? 0 : -1;
 }
 
 void pg_client_login_done(struct pg_client *c)
 {
-	struct evbuffer *out = pg_client_output(c);
-	int rc = pg_client_put_login(c, out);
+	int rc = pg_client_put_login(c);
 	if (rc > 0) {
+		struct evbuffer *out = pg_client_output(c);
 		rc = pg_client_put_params(c, out);
 		if (rc == 0)
 			rc = pgproto_put_backend_key_data(out, (uint32_t)c->cancel_pid, (uint32_t)c->cancel_key);
@@ -321,9 +322,11 @@ void pg_client_process(struct pg_client *c)
 	if (c->state == PG_CLIENT_CLOSED || c->state == PG_CLIENT_STARTUP || c->state == PG_CLIENT_LOGIN ||
 	    c->state == PG_CLIENT_WAITING || pg_cache_busy(c))
 		return;
+	bool cache = c->pool && c->pool->cache;
+	if (!cache && pg_io_unread(&c->out) == 0)
+		return; /* (nothing to relay: no input buffer made for it, as after the relay shortcut) */
 	struct evbuffer *in = pg_client_input(c);
 	struct pg_server *s = c->server;
-	bool cache = c->pool && c->pool->cache;
 	if (cache && !c->relay_remaining && pg_cache_before(c) != 0)
 		return; /* a lookup runs (or more of the request must come first) */
 	while (!s && evbuffer_get_length(in) >= 5) {
@@ -804,10 +807,13 @@ void pg_client_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen, 
 	c->log = (struct log_src){ "pg", c->id };
 	c->state = PG_CLIENT_STARTUP;
 	c->unix_socket = sa->sa_family == AF_UNIX;
-	int32_t cancel[2]; /* one system call for both */
-	if (getrandom(cancel, sizeof(cancel), 0) == sizeof(cancel)) {
-		c->cancel_pid = cancel[0];
-		c->cancel_key = cancel[1];
+	if (pg->nrandom < 2) { /* one system call for the next PG_RANDOM / 2 clients */
+		ssize_t got = getrandom(pg->random, sizeof(pg->random), 0);
+		pg->nrandom = got > 0 ? (uint32_t)((size_t)got / sizeof(pg->random[0])) : 0;
+	}
+	if (pg->nrandom >= 2) {
+		c->cancel_pid = pg->random[--pg->nrandom];
+		c->cancel_key = pg->random[--pg->nrandom];
 	} else {
 		c->cancel_key = (int32_t)c->id;
 	}

@@ -133,6 +133,8 @@ enum pg_server_state {
 	PG_SERVER_CLOSED,
 };
 
+#define PG_RANDOM 64
+
 struct pg_client;
 struct pg_server;
 struct pg_pool;
@@ -168,6 +170,9 @@ struct pg {
 	struct event *spare_ev[PG_IO_SPARE];
 	struct pg_client *spare_client[PG_IO_SPARE];
 	uint32_t nspare_ev, nspare_client;
+	/* random numbers for clients' cancel keys, read PG_RANDOM at a time (pg_client_accept) */
+	int32_t random[PG_RANDOM];
+	uint32_t nrandom;
 	struct pg_client *dead_clients;
 	struct pg_client *clients; /* every open client (all_next/all_prev) */
 	struct pg_auth auth;
@@ -314,6 +319,8 @@ int pg_io_send(struct pg_out *o, const void *p, size_t n);
 /* After pg_io_send wrote everything: what a flush that emptied the output does (the write
  * callback, a bare socket's idle buffers given back). */
 void pg_io_sent(struct pg_out *o);
+/* Bytes read and not yet taken from the input; makes nothing. */
+size_t pg_io_unread(const struct pg_out *o);
 /* Bytes queued and not yet written (a TLS filter's underlying buffer too); makes nothing. */
 size_t pg_io_unsent(const struct pg_out *o);
 bool pg_io_open(const struct pg_out *o);

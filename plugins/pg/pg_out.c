@@ -361,7 +361,7 @@ static void pg_io_put_out(struct pg *pg, struct pg_obuf *ob)
 /* Gives back whichever buffer is empty while the connection says it is idle. */
 static void pg_io_trim(struct pg_out *o)
 {
-	if (o->fd < 0 || (o->cbs->idle && !o->cbs->idle(o->arg)))
+	if (o->fd < 0 || (!o->in && !o->ob) || (o->cbs->idle && !o->cbs->idle(o->arg)))
 		return;
 	if (o->in && evbuffer_get_length(o->in) == 0) {
 		pg_io_put_in(o->pg, o->in);
@@ -581,6 +581,13 @@ void pg_io_sent(struct pg_out *o)
 	}
 	if (o->bev && o->direct)
 		pg_out_flush(o); /* (nothing to write: just its write callback) */
+}
+
+size_t pg_io_unread(const struct pg_out *o)
+{
+	if (!o->bev)
+		return o->bare && o->in ? evbuffer_get_length(o->in) : 0;
+	return evbuffer_get_length(bufferevent_get_input(o->bev));
 }
 
 size_t pg_io_unsent(const struct pg_out *o)

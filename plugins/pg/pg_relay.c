@@ -96,13 +96,14 @@ size_t pg_relay_client_take(void *arg, const unsigned char *p, size_t n)
 	if (off == 0)
 		return 0;
 	struct pg_server *s = c->server;
-	if (pg_io_send(&s->out, p, off) < 0) {
+	int sent = pg_io_send(&s->out, p, off);
+	if (sent < 0) {
 		pg_client_fail(c, "53200", "out of memory");
 		return n;
 	}
 	c->pool->bytes_in += off;
 	/* the server is slow to take what the client sends: stop reading the client */
-	if (pg_io_unsent(&s->out) > PG_RELAY_HIGH)
+	if (sent == 0 && pg_io_unsent(&s->out) > PG_RELAY_HIGH)
 		pg_io_read_set(&c->out, false);
 	return off;
 }
