@@ -275,6 +275,10 @@ struct pg_server {
 	char *inject_error;     /* why tether's own query failed, if it did */
 	bool guc_pending;       /* tether's settings query for the client is in flight */
 	struct pg_params gucs;  /* settings tether SET that are not reported by ParameterStatus */
+	/* the settings of the last client pg_guc_apply found it to have already (pg_guc.c), valid
+	 * while guc_match_ok and reported_ok */
+	struct pg_params guc_match;
+	bool guc_match_ok;
 	struct pg_stmt_set stmts; /* statements prepared on it (transaction mode) */
 	uint8_t tls;              /* enum pg_tls_state */
 	struct pg_out out;

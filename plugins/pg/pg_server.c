@@ -30,6 +30,7 @@ void pg_server_free(struct pg_server *s)
 		event_free(s->timer);
 	pg_params_clear(&s->params);
 	pg_params_clear(&s->gucs);
+	pg_params_clear(&s->guc_match);
 	free(s->inject_error);
 	free(s);
 }
