@@ -469,6 +469,79 @@ int pg_extended_remember(struct pg_client *c, const unsigned char *msg, size_t l
 	return rc;
 }
 
+bool pg_extended_renames(const struct pg_client *c)
+{
+	return pg_extended_on(c);
+}
+
+/* A message copied into out as it is (-1: no room). */
+static ssize_t pg_ext_copy(const unsigned char *m, size_t total, unsigned char *out, size_t room)
+{
+	if (total > room)
+		return -1;
+	memcpy(out, m, total);
+	return (ssize_t)total;
+}
+
+ssize_t pg_extended_rewrite(struct pg_client *c, const unsigned char *m, size_t total, unsigned char *out,
+			    size_t room)
+{
+	if (!pg_extended_on(c))
+		return pg_ext_copy(m, total, out, room);
+	struct pg_server *s = c->server;
+	if (m[0] == 'B') {
+		/* as pg_extended_client_msg: the names in the head, the client's statement's shared name */
+		size_t peek = total < 5 + 2 * PG_EXT_NAME_MAX ? total : 5 + 2 * PG_EXT_NAME_MAX;
+		const char *portal, *name;
+		if (!pg_wire_bind_names(m, peek, &portal, &name))
+			return pg_ext_copy(m, total, out, room);
+		size_t pl = strlen(portal), nl = strlen(name);
+		struct pg_stmt *st = nl ? pg_stmt_map_get(&c->stmts, name) : NULL;
+		if (!st)
+			return pg_ext_copy(m, total, out, room);
+		if (!pg_stmt_set_has(&s->stmts, st))
+			return -1; /* to be prepared first: pg_extended_client_msg */
+		size_t head = 5 + pl + 1 + nl + 1, rest = total - head, snl = strlen(st->sname) + 1;
+		size_t body = pl + 1 + snl + rest;
+		if (5 + body > room || body + 4 > UINT32_MAX)
+			return -1;
+		out[0] = 'B';
+		out[1] = (unsigned char)((body + 4) >> 24);
+		out[2] = (unsigned char)((body + 4) >> 16);
+		out[3] = (unsigned char)((body + 4) >> 8);
+		out[4] = (unsigned char)(body + 4);
+		memcpy(out + 5, portal, pl + 1);
+		memcpy(out + 5 + pl + 1, st->sname, snl);
+		memcpy(out + 5 + pl + 1 + snl, m + head, rest);
+		return (ssize_t)(5 + body);
+	}
+	if (m[0] == 'D') {
+		const unsigned char *body = m + 5;
+		size_t blen = total - 5;
+		/* (what pgproto_put_describe would build again: only a well-formed one is copied) */
+		if (blen < 2 || body[blen - 1] != 0 || strlen((const char *)body + 1) != blen - 2)
+			return -1;
+		const char *name = (const char *)body + 1;
+		struct pg_stmt *st = body[0] == 'S' && *name ? pg_stmt_map_get(&c->stmts, name) : NULL;
+		if (!st)
+			return pg_ext_copy(m, total, out, room);
+		if (!pg_stmt_set_has(&s->stmts, st))
+			return -1;
+		size_t snl = strlen(st->sname) + 1;
+		if (6 + snl > room)
+			return -1;
+		out[0] = 'D';
+		out[1] = (unsigned char)((5 + snl) >> 24);
+		out[2] = (unsigned char)((5 + snl) >> 16);
+		out[3] = (unsigned char)((5 + snl) >> 8);
+		out[4] = (unsigned char)(5 + snl);
+		out[5] = 'S';
+		memcpy(out + 6, st->sname, snl);
+		return (ssize_t)(6 + snl);
+	}
+	return -1;
+}
+
 bool pg_extended_query_plain(const struct pg_client *c, const char *q)
 {
 	if (c->pool->db->pool_mode != PG_POOL_TRANSACTION)

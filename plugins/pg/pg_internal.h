@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -439,6 +440,15 @@ int pg_extended_remember(struct pg_client *c, const unsigned char *msg, size_t l
  * pg_extended_query_relayed (`n`: the text's length) does the rest of what it does for it
  * (LISTEN). */
 bool pg_extended_query_plain(const struct pg_client *c, const char *q);
+/* Whether the client's statement names are tether's to map (transaction mode with
+ * max_prepared_statements): its Parse and Close are then pg_extended_client_msg's. */
+bool pg_extended_renames(const struct pg_client *c);
+/* A Bind or Describe whole at m[0..total) from a client with a server, into `out` (`room`
+ * bytes) as pg_extended_client_msg would forward it: its statement under the server's name,
+ * or as it is. Returns the bytes written, or -1 when it needs more (a statement the server has
+ * not prepared yet, a malformed Describe, no room): then nothing changed. */
+ssize_t pg_extended_rewrite(struct pg_client *c, const unsigned char *m, size_t total, unsigned char *out,
+			    size_t room);
 void pg_extended_query_relayed(struct pg_client *c, const char *q, size_t n);
 /* True for a reset query that resets session settings (DISCARD ALL, RESET ALL). */
 bool pg_extended_resets_settings(const char *sql);

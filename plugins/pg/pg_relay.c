@@ -1,10 +1,12 @@
 /* The relay's shortcut: what a read brought goes from the read straight to the peer's socket,
  * without passing through the input and output evbuffers, whenever nothing waits before it on
- * either side and it is made of messages the relay would pass on unchanged: a server's rows and
- * completions up to the client's ReadyForQuery, a client's simple Queries. Everything else
- * (and whatever follows it in the same read) takes the usual way through pg_client_process and
- * pg_server_relay, which do the same bookkeeping for these messages. */
+ * either side and it is made of messages the relay would pass on unchanged (or with only a
+ * statement renamed): a server's rows and completions up to the client's ReadyForQuery, a
+ * client's simple Queries and extended-protocol requests. Everything else (and whatever follows
+ * it in the same read) takes the usual way through pg_client_process and pg_server_relay, which
+ * do the same bookkeeping for these messages. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "pg_internal.h"
 
@@ -50,31 +52,65 @@ static size_t pg_relay_server_take(void *arg, const unsigned char *p, size_t n)
 /* Servers keep their bufferevent's callbacks; only the shortcut is added. */
 const struct pg_io_cbs pg_relay_server_cbs = { .take = pg_relay_server_take };
 
-/* A plain client's read while its input is empty: the simple Queries at its front that
- * pg_client_process would relay unchanged (no cache, nothing tether rewrites or answers
- * itself) go to its server, lent from the idle ones first if need be, in one write; a
- * Terminate closes it. Stops at the first message that needs more. Returns the bytes used. */
+/* Room for what a read (at most 64 KiB) becomes when Binds and Describes are renamed. */
+#define PG_RELAY_OUT (2 * 65536 + 4096)
+
+/* The bookkeeping pg_client_process does for a client message it forwards (and
+ * pg_extended_client_msg for a Query, Parse or Close it relays unchanged); -1: out of memory. */
+static int pg_relay_client_sent(struct pg_client *c, const unsigned char *m, size_t total)
+{
+	struct pg_server *s = c->server;
+	switch (m[0]) {
+	case 'Q':
+		c->pool->queries++;
+		if (pg_expect_push(s, PG_EXP_SYNC, NULL) != 0)
+			return -1;
+		pg_extended_query_relayed(c, (const char *)m + 5, total - 6);
+		return 0;
+	case 'S':
+		s->unsynced = 0;
+		return pg_expect_push(s, PG_EXP_SYNC, NULL);
+	case 'P':
+	case 'C':
+		if (pg_expect_push(s, m[0] == 'P' ? PG_EXP_PARSE : PG_EXP_CLOSE, NULL) != 0)
+			return -1;
+		/* fall through */
+	default: /* B, D, E, H */
+		s->unsynced++;
+		return 0;
+	}
+}
+
+/* A plain client's read while its input is empty: the messages at its front that
+ * pg_client_process would forward unchanged or with only a statement renamed (no cache, no
+ * statement to prepare first, nothing tether answers itself) go to its server, lent from the
+ * idle ones first if need be, in one write; a Terminate closes it. Stops at the first message
+ * that needs more. Returns the bytes used. */
 size_t pg_relay_client_take(void *arg, const unsigned char *p, size_t n)
 {
+	static unsigned char out[PG_RELAY_OUT];
 	struct pg_client *c = arg;
 	if ((c->state != PG_CLIENT_IDLE && c->state != PG_CLIENT_ACTIVE) || !c->pool || c->pool->cache ||
 	    c->relay_remaining || c->pg->draining)
 		return 0;
-	size_t off = 0;
+	size_t off = 0, w = 0; /* w: bytes in `out`, once a message was renamed (all go there then) */
+	bool renamed = false;
 	while (off + 5 <= n) {
 		const unsigned char *m = p + off;
 		uint32_t len = pg_wire_u32(m + 1);
-		if (m[0] == 'X' && len == 4) {
+		size_t total = (size_t)len + 1;
+		uint8_t t = m[0];
+		if (t == 'X' && len == 4) {
 			if (off > 0)
-				break; /* (the usual way, once the queries before it are sent) */
+				break; /* (the usual way, once the messages before it are sent) */
 			pg_client_close(c);
 			return n;
 		}
-		if (m[0] != 'Q' || len < 5 || len > 4096 || len > c->pg->conf->max_packet_size || len >= n - off ||
-		    m[len] != 0)
+		if (!memchr("QBDEHSPC", t, 8) || len < 4 || len > c->pg->conf->max_packet_size || total > n - off)
 			break;
-		const char *q = (const char *)m + 5;
-		if (!pg_extended_query_plain(c, q))
+		if (t == 'Q' && (len < 5 || len > 4096 || m[len] != 0 || !pg_extended_query_plain(c, (const char *)m + 5)))
+			break;
+		if ((t == 'P' || t == 'C') && pg_extended_renames(c))
 			break;
 		if (!c->server) {
 			if (!c->pool->idle || c->pool->paused)
@@ -85,18 +121,32 @@ size_t pg_relay_client_take(void *arg, const unsigned char *p, size_t n)
 			if (c->state != PG_CLIENT_ACTIVE || !c->server)
 				return c->state == PG_CLIENT_CLOSED ? n : 0;
 		}
-		c->pool->queries++;
-		if (pg_expect_push(c->server, PG_EXP_SYNC, NULL) != 0) {
+		if (t == 'B' || t == 'D') {
+			if (!renamed) {
+				memcpy(out, p, off);
+				w = off;
+				renamed = true;
+			}
+			ssize_t ml = pg_extended_rewrite(c, m, total, out + w, sizeof(out) - w);
+			if (ml < 0)
+				break;
+			w += (size_t)ml;
+		} else if (renamed) {
+			if (total > sizeof(out) - w)
+				break;
+			memcpy(out + w, m, total);
+			w += total;
+		}
+		if (pg_relay_client_sent(c, m, total) != 0) {
 			pg_client_fail(c, "53200", "out of memory");
 			return n;
 		}
-		pg_extended_query_relayed(c, q, len - 5);
-		off += (size_t)len + 1;
+		off += total;
 	}
 	if (off == 0)
 		return 0;
 	struct pg_server *s = c->server;
-	int sent = pg_io_send(&s->out, p, off);
+	int sent = renamed ? pg_io_send(&s->out, out, w) : pg_io_send(&s->out, p, off);
 	if (sent < 0) {
 		pg_client_fail(c, "53200", "out of memory");
 		return n;

@@ -131,3 +131,40 @@ def test_an_error_in_the_middle(pooler):
     assert "".join(m[0].decode() for m in got) == "TDCZEZTDCZ"
     assert [m[1] for m in got if m[0] == b"Z"] == [b"I", b"I", b"I"]
     s.close()
+
+
+def describe_statement(name):
+    return msg(b"D", b"S" + name + b"\0")
+
+
+def test_named_statements_renamed_in_one_write(pooler):
+    """Bind and Describe of a client's statement name go out under the server's name, several
+    in one write; on a server that lacks the statement it is prepared first (the buffered
+    path), and the answers stay in order."""
+    t = pooler(pool_size=2)
+    a, b = login(t.sockdir), login(t.sockdir)
+    a.sendall(parse(b"s1", b"select $1::int * 2") + SYNC)
+    assert read_until_ready(a) == "1Z"
+    b.sendall(query("begin"))  # b holds one server: a's next requests use the other or this one
+    assert read_until_ready(b) == "CZ"
+
+    def bind_int(stmt, v):
+        val = str(v).encode()
+        return msg(b"B", b"\0" + stmt + b"\0" + b"\0\0" + b"\0\1" + struct.pack("!I", len(val)) + val + b"\0\0")
+
+    for round_ in range(3):
+        batch = describe_statement(b"s1") + SYNC
+        for i in range(5):
+            batch += bind_int(b"s1", i + round_) + execute() + SYNC
+        a.sendall(batch)
+        got = read_messages(a, 6)
+        types = "".join(m[0].decode() for m in got)
+        assert types == "tTZ" + "2DCZ" * 5, types
+        assert data_rows(got) == [str(2 * (i + round_)) for i in range(5)]
+        if round_ == 0:
+            b.sendall(query("commit"))  # the other server becomes free: a may get either
+            assert read_until_ready(b) == "CZ"
+    a.sendall(msg(b"X"))
+    b.sendall(msg(b"X"))
+    a.close()
+    b.close()
