@@ -75,3 +75,29 @@ bench_tether_conf() {
     echo "    bench: {host: \"$tmp\", port: $PGPORT, dbname: bench, user: bench, pool_mode: transaction, pool_size: 20}"
   } > "$tmp/tether.yaml"
 }
+
+# bench_pgbouncer_conf [pgbouncer-section lines...]: $tmp/pgb/ with pgbouncer.ini and
+# userlist.txt for PgBouncer in front of that cluster, owned by postgres: unix socket $tmp/pgb
+# port $PGBPORT, database `bench`, transaction mode, default_pool_size 20, trust.
+bench_pgbouncer_conf() {
+  mkdir -p "$tmp/pgb"
+  echo '"bench" ""' > "$tmp/pgb/userlist.txt"
+  {
+    echo "[databases]"
+    echo "bench = host=$tmp port=$PGPORT dbname=bench user=bench"
+    echo
+    echo "[pgbouncer]"
+    echo "listen_addr ="
+    echo "listen_port = $PGBPORT"
+    echo "unix_socket_dir = $tmp/pgb"
+    echo "auth_type = trust"
+    echo "auth_file = $tmp/pgb/userlist.txt"
+    echo "pool_mode = transaction"
+    echo "default_pool_size = 20"
+    echo "logfile = $tmp/pgb/pgbouncer.log"
+    echo "log_connections = 0"
+    echo "log_disconnections = 0"
+    for l in "$@"; do echo "$l"; done
+  } > "$tmp/pgb/pgbouncer.ini"
+  chown -R postgres: "$tmp/pgb"
+}

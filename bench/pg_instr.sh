@@ -39,24 +39,7 @@ chown postgres: "$tmp/pgb"
 PGPORT=$(port) PGBPORT=$(port) TPORT=$(port) ADMIN=$(port)
 bench_postgres "$SCALE"
 
-echo '"bench" ""' > "$tmp/pgb/userlist.txt"
-cat > "$tmp/pgb/pgbouncer.ini" <<EOF
-[databases]
-bench = host=$tmp port=$PGPORT dbname=bench user=bench
-
-[pgbouncer]
-listen_addr =
-listen_port = $PGBPORT
-unix_socket_dir = $tmp/pgb
-auth_type = trust
-auth_file = $tmp/pgb/userlist.txt
-pool_mode = transaction
-default_pool_size = 20
-logfile = $tmp/pgb/pgbouncer.log
-log_connections = 0
-log_disconnections = 0
-EOF
-chown -R postgres: "$tmp/pgb"
+bench_pgbouncer_conf
 bench_tether_conf
 
 # Each figure is the difference between two runs of the pooler under callgrind, both with the
