@@ -4,14 +4,16 @@
 # tetherd (transaction mode, pool_size 20) each run under valgrind's callgrind in front of one
 # throwaway PostgreSQL 15 cluster, on unix sockets; the instructions of a run with pgbench
 # less those of a run without (same start, warm-up, shutdown) are divided by the transactions
-# pgbench reports. Modes: -S, -S -C (a connection per transaction), TPC-B and -M prepared -S
-# (PgBouncer 1.18 fails it in transaction mode: "—"), each `-c 10 -j 2 -t N`. Prints a table with
-# the ratio tether/pgbouncer (lower is better) and keeps tether's profiles for callgrind_annotate
-# with -k DIR (tether.base.callgrind is the run without pgbench, to subtract). Kernel time (system
-# calls) is not in these counts. Not run in CI; needs root, valgrind, takes a few minutes.
+# pgbench reports. Modes: -S, -S -C (a connection per transaction), TPC-B, -M prepared -S
+# (PgBouncer 1.18 fails it in transaction mode: "—") and -M extended -S, each `-c 10 -j 2 -t N`.
+# Prints a table with the ratio tether/pgbouncer (lower is better) and keeps tether's profiles
+# for callgrind_annotate with -k DIR (tether.base.callgrind is the run without pgbench, to
+# subtract). Kernel time (system calls) is not in these counts. Not run in CI; needs root,
+# valgrind, takes a few minutes.
 #
 # Usage: bench/pg_instr.sh [-t transactions per client (300)] [-s scale (10)] [-k keep dir]
-#        [-m "S C B"] (modes: S select-only, C select-only -C, B TPC-B, P -M prepared -S)
+#        [-m "S C B"] (modes: S select-only, C select-only -C, B TPC-B, P -M prepared -S,
+#        E -M extended -S)
 # TETHERD=path uses that binary instead of building build/tetherd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,8 +51,8 @@ bench_tether_conf
 VG=(valgrind --tool=callgrind --collect-atstart=yes)
 declare -A SOCKDIR=([pgbouncer]="$tmp/pgb" [tether]="$tmp/tether")
 declare -A SOCKPORT=([pgbouncer]=$PGBPORT [tether]=$TPORT)
-declare -A ARGS=([S]="-S" [C]="-S -C" [B]="" [P]="-M prepared -S")
-declare -A NAME=([S]="-S -c 10 -j 2" [C]="-S -C -c 10 -j 2" [B]="TPC-B -c 10 -j 2" [P]="-M prepared -S -c 10 -j 2")
+declare -A ARGS=([S]="-S" [C]="-S -C" [B]="" [P]="-M prepared -S" [E]="-M extended -S")
+declare -A NAME=([S]="-S -c 10 -j 2" [C]="-S -C -c 10 -j 2" [B]="TPC-B -c 10 -j 2" [P]="-M prepared -S -c 10 -j 2" [E]="-M extended -S -c 10 -j 2")
 declare -A IPT # IPT[mode,target] = instructions per transaction
 
 pgb() { # target args...: pgbench, prints the transactions processed

@@ -2,15 +2,15 @@
 # Counts each pooler's system calls per pgbench transaction with `strace -c -f -p` attached after
 # a warm-up: PgBouncer (transaction mode, pool 20) and tetherd (transaction mode, pool_size 20)
 # in turn in front of one throwaway PostgreSQL 15 cluster on unix sockets, for the modes of
-# pg_instr.sh (-S, -S -C, TPC-B, -M prepared -S; each `-c 10 -j 2 -t N`). Prints the calls per
+# pg_instr.sh (-S, -S -C, TPC-B, -M prepared -S, -M extended -S; each `-c 10 -j 2 -t N`). Prints the calls per
 # transaction by name and a table of the totals. Not run in CI; needs root and strace.
 #
-# Usage: bench/pg_syscalls.sh [-t transactions per client (300)] [-m "S C B P"]
+# Usage: bench/pg_syscalls.sh [-t transactions per client (300)] [-m "S C B P E"]
 # TETHERD=path uses that binary instead of building build/tetherd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TX=300 MODES="S C B P"
+TX=300 MODES="S C B P E"
 while getopts "t:m:h" opt; do
   case $opt in
     t) TX=$OPTARG ;;
@@ -30,8 +30,8 @@ bench_pgbouncer_conf
 bench_tether_conf
 declare -A SOCKDIR=([pgbouncer]="$tmp/pgb" [tether]="$tmp/tether")
 declare -A SOCKPORT=([pgbouncer]=$PGBPORT [tether]=$TPORT)
-declare -A ARGS=([S]="-S" [C]="-S -C" [B]="" [P]="-M prepared -S")
-declare -A NAME=([S]="-S" [C]="-S -C" [B]="TPC-B" [P]="-M prepared -S")
+declare -A ARGS=([S]="-S" [C]="-S -C" [B]="" [P]="-M prepared -S" [E]="-M extended -S")
+declare -A NAME=([S]="-S" [C]="-S -C" [B]="TPC-B" [P]="-M prepared -S" [E]="-M extended -S")
 declare -A TOTAL # TOTAL[mode,target] = system calls per transaction
 
 pgb() { # target args...: pgbench, prints the transactions processed
