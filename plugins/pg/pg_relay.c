@@ -11,9 +11,10 @@
 #include "pg_internal.h"
 
 /* A read while the server's input is empty: the run of whole messages pg_server_relay would
- * move on unread, up to and with the client's ReadyForQuery, goes to the socket of a plain
- * client with no cache (queued only when the client's output is not empty or the socket is
- * full), then the same bookkeeping. Returns the bytes used. */
+ * move on unread (and the ParseComplete and CloseComplete it would pass), up to and with the
+ * client's ReadyForQuery, goes to the socket of a plain client with no cache (queued only when
+ * the client's output is not empty or the socket is full), then the same bookkeeping. Returns
+ * the bytes used. */
 static size_t pg_relay_server_take(void *arg, const unsigned char *p, size_t n)
 {
 	struct pg_server *s = arg;
@@ -21,8 +22,21 @@ static size_t pg_relay_server_take(void *arg, const unsigned char *p, size_t n)
 	if (s->state != PG_SERVER_ACTIVE || s->held || s->relay_remaining || !c || c->cache || !c->out.bare ||
 	    c->out.fd < 0 || pg_expect_head(s) == PG_EXP_QUERY_DROP)
 		return 0;
-	char ready;
-	size_t run = pg_server_plain_span(p, n, pg_expect_head(s) == PG_EXP_SYNC, &ready);
+	char ready = 0;
+	size_t run = 0;
+	for (;;) {
+		run += pg_server_plain_span(p + run, n - run, pg_expect_head(s) == PG_EXP_SYNC, &ready);
+		if (ready)
+			break;
+		/* a ParseComplete or CloseComplete that answers the client's own Parse or Close (the head
+		 * of what the server owes) passes as pg_server_status_msg would pass it */
+		const unsigned char *m = p + run;
+		if (run + 5 > n || (m[0] != '1' && m[0] != '3') || pg_wire_u32(m + 1) != 4 ||
+		    pg_expect_head(s) != (m[0] == '1' ? PG_EXP_PARSE : PG_EXP_CLOSE))
+			break;
+		(void)pg_expect_complete(s, m[0]); /* (PG_EXP_PASS) */
+		run += 5;
+	}
 	if (run == 0)
 		return 0;
 	int sent = pg_io_send(&c->out, p, run);
@@ -55,8 +69,20 @@ const struct pg_io_cbs pg_relay_server_cbs = { .take = pg_relay_server_take };
 /* Room for what a read (at most 64 KiB) becomes when Binds and Describes are renamed. */
 #define PG_RELAY_OUT (2 * 65536 + 4096)
 
+/* A Parse the shortcut may pass as it is: any where tether does not map statement names; else
+ * only the unnamed statement's, of a text that is not a DEALLOCATE, DISCARD ... (the same bytes
+ * pg_extended_client_msg would build again). */
+static bool pg_relay_parse_plain(const struct pg_client *c, const unsigned char *m, size_t total)
+{
+	if (!pg_extended_renames(c))
+		return true;
+	const char *q = (const char *)m + 6;
+	return total >= 7 && m[5] == 0 && strnlen(q, total - 6) < total - 6 && pg_extended_query_plain(c, q);
+}
+
 /* The bookkeeping pg_client_process does for a client message it forwards (and
- * pg_extended_client_msg for a Query, Parse or Close it relays unchanged); -1: out of memory. */
+ * pg_extended_client_msg for a Query, Parse or Close it relays unchanged: LISTEN in the text of
+ * a Query or an unnamed statement); -1: out of memory. */
 static int pg_relay_client_sent(struct pg_client *c, const unsigned char *m, size_t total)
 {
 	struct pg_server *s = c->server;
@@ -71,6 +97,9 @@ static int pg_relay_client_sent(struct pg_client *c, const unsigned char *m, siz
 		s->unsynced = 0;
 		return pg_expect_push(s, PG_EXP_SYNC, NULL);
 	case 'P':
+		if (pg_extended_renames(c)) /* (the unnamed statement's text, as for a Query) */
+			pg_extended_query_relayed(c, (const char *)m + 6, strlen((const char *)m + 6));
+		/* fall through */
 	case 'C':
 		if (pg_expect_push(s, m[0] == 'P' ? PG_EXP_PARSE : PG_EXP_CLOSE, NULL) != 0)
 			return -1;
@@ -110,7 +139,9 @@ size_t pg_relay_client_take(void *arg, const unsigned char *p, size_t n)
 			break;
 		if (t == 'Q' && (len < 5 || len > 4096 || m[len] != 0 || !pg_extended_query_plain(c, (const char *)m + 5)))
 			break;
-		if ((t == 'P' || t == 'C') && pg_extended_renames(c))
+		if (t == 'C' && pg_extended_renames(c))
+			break;
+		if (t == 'P' && !pg_relay_parse_plain(c, m, total))
 			break;
 		if (!c->server) {
 			if (!c->pool->idle || c->pool->paused)

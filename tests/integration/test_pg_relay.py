@@ -168,3 +168,32 @@ def test_named_statements_renamed_in_one_write(pooler):
     b.sendall(msg(b"X"))
     a.close()
     b.close()
+
+
+def test_unnamed_statements_in_one_write(pooler):
+    """The unnamed Parse of each request passes as it is, with its ParseComplete; one of LISTEN
+    pins the client as a Query's does; DEALLOCATE sent that way is still tether's."""
+    t = pooler(pool_size=2)
+    a, b = login(t.sockdir), login(t.sockdir)
+    batch = b"".join(parse(b"", f"select {i}".encode()) + bind(b"") + execute() + SYNC for i in range(10))
+    a.sendall(batch)
+    got = read_messages(a, 10)
+    assert "".join(m[0].decode() for m in got) == "12DCZ" * 10
+    assert data_rows(got) == [str(i) for i in range(10)]
+    a.sendall(parse(b"", b"LISTEN relay_ch") + bind(b"") + execute() + SYNC)
+    assert read_until_ready(a) == "12CZ"
+    b.sendall(query("NOTIFY relay_ch, 'hello'"))
+    assert read_until_ready(b) == "CZ"
+    time.sleep(0.2)
+    a.sendall(query("select 1"))
+    got = read_messages(a, 1)
+    assert b"A" in [m[0] for m in got], got  # the notification reached the pinned client
+    # DEALLOCATE of a client's name through an unnamed Parse
+    a.sendall(parse(b"n1", b"select 7") + SYNC)
+    assert read_until_ready(a) == "1Z"
+    a.sendall(parse(b"", b"DEALLOCATE n1") + bind(b"") + execute() + SYNC)
+    assert read_until_ready(a) == "12CZ"
+    a.sendall(bind(b"n1") + execute() + SYNC)
+    assert read_until_ready(a) == "EZ"
+    a.close()
+    b.close()
