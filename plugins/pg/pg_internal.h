@@ -509,13 +509,16 @@ size_t pg_server_plain_span(const unsigned char *p, size_t n, bool with_ready, c
 extern const struct pg_io_cbs pg_relay_server_cbs;
 size_t pg_relay_client_take(void *arg, const unsigned char *p, size_t n);
 
+/* pg_login.c: the client is authenticated and the pool knows its servers' parameters: the
+ * login answer (AuthenticationOk ... ReadyForQuery), then it is idle */
+void pg_login_done(struct pg_client *c);
+
 /* pg_cancel.c: forwards a CancelRequest to the backend serving that client now */
 void pg_cancel(struct pg *pg, uint32_t pid, uint32_t key);
 
 /* pg_client.c */
 void pg_client_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen, void *arg);
 void pg_client_linked(struct pg_client *c);
-void pg_client_login_done(struct pg_client *c);
 void pg_client_fail(struct pg_client *c, const char *sqlstate, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void pg_client_close(struct pg_client *c);

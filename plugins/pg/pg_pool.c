@@ -256,7 +256,7 @@ void pg_pool_server_ready(struct pg_pool *p, struct pg_server *s)
 		struct pg_client *c = p->login_head;
 		p->login_head = c->next;
 		c->next = NULL;
-		pg_client_login_done(c);
+		pg_login_done(c);
 	}
 	pg_pool_file(p, s);
 }
