@@ -96,8 +96,8 @@ MIX2=(-f "$tmp/expensive.sql@45" -f "$tmp/cheap_t.sql@45" -f "$tmp/write_t.sql@1
 SCRIPT_NAMES="expensive,cheap,write" # script numbers in pgbench's logs, for per-script latencies
 
 # --- tether, without and with the cache -------------------------------------------------------
-bench_tether_conf "$tmp/off" "$ADMIN_OFF" > "$tmp/off.yaml"
-bench_tether_conf "$tmp/on" "$ADMIN_ON" > "$tmp/on.yaml"
+bench_tether_yaml "$tmp/off" "$ADMIN_OFF" > "$tmp/off.yaml"
+bench_tether_yaml "$tmp/on" "$ADMIN_ON" > "$tmp/on.yaml"
 cat >> "$tmp/on.yaml" <<EOF
 cache:
   redis: unix://$tmp/redis.sock

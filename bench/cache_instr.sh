@@ -35,7 +35,7 @@ bench_postgres 1
 redis-server --port 0 --unixsocket "$tmp/redis.sock" --unixsocketperm 700 --save "" \
   --appendonly no --daemonize no --dir "$tmp" > "$tmp/redis.log" 2>&1 &
 pids+=($!)
-bench_tether_conf "$tmp/tether" "$ADMIN" > "$tmp/tether.yaml"
+bench_tether_yaml "$tmp/tether" "$ADMIN" > "$tmp/tether.yaml"
 cat >> "$tmp/tether.yaml" <<EOF
 cache:
   redis: unix://$tmp/redis.sock

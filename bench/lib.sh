@@ -60,10 +60,10 @@ CONF
   "$PG_BIN/pgbench" -i -q -s "$1" -h "$tmp" -p "$PGPORT" -U bench bench 2>/dev/null
 }
 
-# bench_tether_conf SOCKDIR ADMIN_PORT [postgres lines...]: a tetherd config in transaction mode
+# bench_tether_yaml SOCKDIR ADMIN_PORT [postgres lines...]: printed, a tetherd config in transaction mode
 # (pool_size 20) for database `bench` on the cluster bench_postgres started, listening on the
 # unix socket directory SOCKDIR at port $TPORT; extra lines go into the postgres section.
-bench_tether_conf() {
+bench_tether_yaml() {
   local dir=$1 admin=$2 extra
   shift 2
   cat <<EOF
@@ -78,4 +78,37 @@ EOF
   databases:
     bench: {host: "$tmp", port: $PGPORT, dbname: bench, user: bench, pool_mode: transaction, pool_size: 20}
 EOF
+}
+
+# bench_tether_conf [postgres-section lines...]: $tmp/tether.yaml for tetherd in front of that
+# cluster: admin on $ADMIN, the pooler on unix socket $tmp/tether port $TPORT, database `bench`
+# in transaction mode with pool_size 20; extra lines go into the postgres section.
+bench_tether_conf() {
+  bench_tether_yaml "$tmp/tether" "$ADMIN" "$@" > "$tmp/tether.yaml"
+}
+
+# bench_pgbouncer_conf [pgbouncer-section lines...]: $tmp/pgb/ with pgbouncer.ini and
+# userlist.txt for PgBouncer in front of that cluster, owned by postgres: unix socket $tmp/pgb
+# port $PGBPORT, database `bench`, transaction mode, default_pool_size 20, trust.
+bench_pgbouncer_conf() {
+  mkdir -p "$tmp/pgb"
+  echo '"bench" ""' > "$tmp/pgb/userlist.txt"
+  {
+    echo "[databases]"
+    echo "bench = host=$tmp port=$PGPORT dbname=bench user=bench"
+    echo
+    echo "[pgbouncer]"
+    echo "listen_addr ="
+    echo "listen_port = $PGBPORT"
+    echo "unix_socket_dir = $tmp/pgb"
+    echo "auth_type = trust"
+    echo "auth_file = $tmp/pgb/userlist.txt"
+    echo "pool_mode = transaction"
+    echo "default_pool_size = 20"
+    echo "logfile = $tmp/pgb/pgbouncer.log"
+    echo "log_connections = 0"
+    echo "log_disconnections = 0"
+    for l in "$@"; do echo "$l"; done
+  } > "$tmp/pgb/pgbouncer.ini"
+  chown -R postgres: "$tmp/pgb"
 }

@@ -53,31 +53,12 @@ PGPORT=$(port) PGBPORT=$(port) TPORT=$(port) ADMIN=$(port)
 bench_postgres "$SCALE"
 
 # --- PgBouncer (runs as postgres: it refuses root; setpriv, unlike runuser, keeps ulimit -n) --
-echo '"bench" ""' > "$tmp/pgb/userlist.txt"
-cat > "$tmp/pgb/pgbouncer.ini" <<EOF
-[databases]
-bench = host=$tmp port=$PGPORT dbname=bench user=bench
-
-[pgbouncer]
-listen_addr =
-listen_port = $PGBPORT
-unix_socket_dir = $tmp/pgb
-auth_type = trust
-auth_file = $tmp/pgb/userlist.txt
-pool_mode = transaction
-default_pool_size = 20
-max_client_conn = $((IDLE + 1000))
-logfile = $tmp/pgb/pgbouncer.log
-pidfile = $tmp/pgb/pgbouncer.pid
-log_connections = 0
-log_disconnections = 0
-EOF
-chown -R postgres: "$tmp/pgb"
+bench_pgbouncer_conf "max_client_conn = $((IDLE + 1000))" "pidfile = $tmp/pgb/pgbouncer.pid"
 setpriv --reuid=postgres --regid=postgres --clear-groups pgbouncer "$tmp/pgb/pgbouncer.ini" >/dev/null 2>&1 &
 pids+=($!)
 
 # --- tether ----------------------------------------------------------------------------------
-bench_tether_conf "$tmp/tether" "$ADMIN" "max_client_conn: $((IDLE + 1000))" > "$tmp/tether.yaml"
+bench_tether_conf "max_client_conn: $((IDLE + 1000))"
 "$TETHERD" -c "$tmp/tether.yaml" > "$tmp/tetherd.log" 2>&1 &
 pids+=($!)
 TETHER_PID=$!

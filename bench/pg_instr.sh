@@ -4,13 +4,16 @@
 # tetherd (transaction mode, pool_size 20) each run under valgrind's callgrind in front of one
 # throwaway PostgreSQL 15 cluster, on unix sockets; the instructions of a run with pgbench
 # less those of a run without (same start, warm-up, shutdown) are divided by the transactions
-# pgbench reports. Modes: -S, -S -C (a connection per transaction) and TPC-B, each `-c 10 -j 2 -t N`. Prints a table with the ratio tether/pgbouncer
-# (lower is better) and keeps tether's profiles for callgrind_annotate with -k DIR. Kernel time
-# (system calls) is not in these counts. Not run in CI; needs root, valgrind, takes a few
-# minutes.
+# pgbench reports. Modes: -S, -S -C (a connection per transaction), TPC-B, -M prepared -S
+# (PgBouncer 1.18 fails it in transaction mode: "—") and -M extended -S, each `-c 10 -j 2 -t N`.
+# Prints a table with the ratio tether/pgbouncer (lower is better) and keeps tether's profiles
+# for callgrind_annotate with -k DIR (tether.base.callgrind is the run without pgbench, to
+# subtract). Kernel time (system calls) is not in these counts. Not run in CI; needs root,
+# valgrind, takes a few minutes.
 #
 # Usage: bench/pg_instr.sh [-t transactions per client (300)] [-s scale (10)] [-k keep dir]
-#        [-m "S C B"] (modes: S select-only, C select-only -C, B TPC-B)
+#        [-m "S C B"] (modes: S select-only, C select-only -C, B TPC-B, P -M prepared -S,
+#        E -M extended -S)
 # TETHERD=path uses that binary instead of building build/tetherd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,25 +41,8 @@ chown postgres: "$tmp/pgb"
 PGPORT=$(port) PGBPORT=$(port) TPORT=$(port) ADMIN=$(port)
 bench_postgres "$SCALE"
 
-echo '"bench" ""' > "$tmp/pgb/userlist.txt"
-cat > "$tmp/pgb/pgbouncer.ini" <<EOF
-[databases]
-bench = host=$tmp port=$PGPORT dbname=bench user=bench
-
-[pgbouncer]
-listen_addr =
-listen_port = $PGBPORT
-unix_socket_dir = $tmp/pgb
-auth_type = trust
-auth_file = $tmp/pgb/userlist.txt
-pool_mode = transaction
-default_pool_size = 20
-logfile = $tmp/pgb/pgbouncer.log
-log_connections = 0
-log_disconnections = 0
-EOF
-chown -R postgres: "$tmp/pgb"
-bench_tether_conf "$tmp/tether" "$ADMIN" > "$tmp/tether.yaml"
+bench_pgbouncer_conf
+bench_tether_conf
 
 # Each figure is the difference between two runs of the pooler under callgrind, both with the
 # same start, warm-up and shutdown, one with the measured pgbench in between, divided by its
@@ -65,8 +51,8 @@ bench_tether_conf "$tmp/tether" "$ADMIN" > "$tmp/tether.yaml"
 VG=(valgrind --tool=callgrind --collect-atstart=yes)
 declare -A SOCKDIR=([pgbouncer]="$tmp/pgb" [tether]="$tmp/tether")
 declare -A SOCKPORT=([pgbouncer]=$PGBPORT [tether]=$TPORT)
-declare -A ARGS=([S]="-S" [C]="-S -C" [B]="")
-declare -A NAME=([S]="-S -c 10 -j 2" [C]="-S -C -c 10 -j 2" [B]="TPC-B -c 10 -j 2")
+declare -A ARGS=([S]="-S" [C]="-S -C" [B]="" [P]="-M prepared -S" [E]="-M extended -S")
+declare -A NAME=([S]="-S -c 10 -j 2" [C]="-S -C -c 10 -j 2" [B]="TPC-B -c 10 -j 2" [P]="-M prepared -S -c 10 -j 2" [E]="-M extended -S -c 10 -j 2")
 declare -A IPT # IPT[mode,target] = instructions per transaction
 
 pgb() { # target args...: pgbench, prints the transactions processed
@@ -93,11 +79,12 @@ measure() {
   [ -S "${SOCKDIR[$target]}/.s.PGSQL.${SOCKPORT[$target]}" ] ||
     { echo "$target did not start:" >&2; cat "${SOCKDIR[$target]}/vg.log" >&2; exit 1; }
   pgb "$target" -S -t 20 >/dev/null # warm-up: the pool's servers log in
-  [ $# -gt 0 ] && n=$(pgb "$target" "$@")
+  [ $# -gt 0 ] && n=$(pgb "$target" "$@" || true) # (a run with errors counts as failed: 0)
+  [ "${n:-0}" = $((10 * TX)) ] || n=0
   kill -TERM "$pid"
   wait "$pid" 2>/dev/null || true
   echo "$(awk '/^(totals|summary):/ {print $2; exit}' "$out") ${n:-0}"
-  [ -n "$KEEP" ] && [ "$target" = tether ] && [ $# -gt 0 ] && mkdir -p "$KEEP" && cp "$out" "$KEEP/tether.$tag.callgrind"
+  [ -n "$KEEP" ] && [ "$target" = tether ] && mkdir -p "$KEEP" && cp "$out" "$KEEP/tether.$tag.callgrind"
   return 0
 }
 
@@ -110,7 +97,7 @@ for m in $MODES; do
   for target in pgbouncer tether; do
     # shellcheck disable=SC2086
     read -r ir n < <(measure "$target" "$m" ${ARGS[$m]} -t "$TX")
-    IPT[$m,$target]=$(python3 -c "import sys; a, b, n = map(int, sys.argv[1:]); print(round((a - b) / n))" \
+    IPT[$m,$target]=$(python3 -c "import sys; a, b, n = map(int, sys.argv[1:]); print(round((a - b) / n) if n else '—')" \
       "$ir" "${BASE[$target]}" "${n:-0}")
     printf '%-20s %-10s %8s transactions %14s instructions (%s without pgbench) %8s per transaction\n' \
       "${NAME[$m]}" "$target" "$n" "$ir" "${BASE[$target]}" "${IPT[$m,$target]}" >&2
@@ -123,5 +110,5 @@ printf '| %-22s | %10s | %10s | %8s |\n' pgbench pgbouncer tether t/pgb
 printf '|%s|%s|%s|%s|\n' ------------------------ ------------ ------------ ----------
 for m in $MODES; do
   printf '| %-22s | %10s | %10s | %8s |\n' "${NAME[$m]}" "${IPT[$m,pgbouncer]}" "${IPT[$m,tether]}" \
-    "$(python3 -c "import sys; print(f'{int(sys.argv[1]) / int(sys.argv[2]):.2f}')" "${IPT[$m,tether]}" "${IPT[$m,pgbouncer]}")"
+    "$(python3 -c "import sys; a, b = sys.argv[1:]; print(f'{int(a) / int(b):.2f}' if a.isdigit() and b.isdigit() else '—')" "${IPT[$m,tether]}" "${IPT[$m,pgbouncer]}")"
 done

@@ -136,137 +136,6 @@ void pg_client_fail(struct pg_client *c, const char *sqlstate, const char *fmt, 
 		pg_tls_linger(c->pg, bev);
 }
 
-/* AuthenticationOk and the ParameterStatus messages: the pool's values (prebuilt, copied in
- * runs), with the client's own settings where it asked for some, as pg_guc_expected says. */
-static int pg_client_put_params(struct pg_client *c, struct evbuffer *out)
-{
-	struct pg_pool *p = c->pool;
-	if (!out || pg_pool_login_msgs(p) != 0)
-		return -1;
-	int rc = 0;
-	uint32_t from = 0; /* start of the prebuilt bytes not yet added */
-	for (uint32_t i = 0; rc == 0 && i < p->params.n; i++) {
-		const char *name = p->params.v[i].name;
-		const char *v = pg_params_get(&c->gucs, name);
-		if (!v && strcmp(name, "application_name") == 0)
-			v = ""; /* servers log in as "tether"; a client that named itself nothing sees nothing */
-		if (!v)
-			continue;
-		rc = evbuffer_add(out, p->login_msgs + from, p->login_off[i] - from);
-		if (rc == 0)
-			rc = pgproto_put_parameter_status(out, name, v);
-		from = p->login_off[i + 1];
-	}
-	return rc == 0 ? evbuffer_add(out, p->login_msgs + from, p->login_off[p->params.n] - from) : rc;
-}
-
-static unsigned char *pg_client_put_u32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)(v >> 24);
-	p[1] = (unsigned char)(v >> 16);
-	p[2] = (unsigned char)(v >> 8);
-	p[3] = (unsigned char)v;
-	return p + 4;
-}
-
-#define PG_LOGIN_BUF 2048
-#define PG_LOGIN_MAX_OVER 16
-
-/* The whole login answer (what pg_client_put_params, BackendKeyData and ReadyForQuery add) built
- * in one piece and added at once, byte for byte the same; 1 when it does not fit here (many or
- * long settings: the caller adds it message by message), else 0 or -1. */
-static int pg_client_put_login(struct pg_client *c, struct evbuffer *out)
-{
-	struct pg_pool *p = c->pool;
-	if (!out || pg_pool_login_msgs(p) != 0)
-		return -1;
-	uint32_t n = p->params.n;
-	/* the client's values that replace the pool's, by the pool's index in increasing order:
-	 * each of its settings looked up once (names are unique on both sides) */
-	struct {
-		uint32_t i;
-		const char *v;
-	} ov[PG_LOGIN_MAX_OVER];
-	uint32_t nov = 0;
-	bool app = false;
-	for (uint32_t j = 0; j < c->gucs.n; j++) {
-		const char *name = c->gucs.v[j].name;
-		uint32_t i = 0;
-		while (i < n && (p->params.v[i].name[0] != name[0] || strcmp(p->params.v[i].name, name) != 0))
-			i++;
-		if (i == n)
-			continue;
-		if (nov == PG_LOGIN_MAX_OVER)
-			return 1;
-		uint32_t k = nov++;
-		for (; k > 0 && ov[k - 1].i > i; k--)
-			ov[k] = ov[k - 1];
-		ov[k].i = i;
-		ov[k].v = c->gucs.v[j].value;
-		app = app || i == p->login_app;
-	}
-	if (!app && p->login_app < n) {
-		/* servers log in as "tether"; a client that named itself nothing sees nothing */
-		if (nov == PG_LOGIN_MAX_OVER)
-			return 1;
-		uint32_t k = nov++;
-		for (; k > 0 && ov[k - 1].i > p->login_app; k--)
-			ov[k] = ov[k - 1];
-		ov[k].i = p->login_app;
-		ov[k].v = "";
-	}
-	unsigned char buf[PG_LOGIN_BUF], *w = buf, *end = buf + sizeof(buf);
-	uint32_t from = 0; /* start of the prebuilt bytes not yet copied */
-	for (uint32_t k = 0; k < nov; k++) {
-		uint32_t i = ov[k].i;
-		size_t pre = p->login_off[i] - from, nl = strlen(p->params.v[i].name) + 1, vl = strlen(ov[k].v) + 1;
-		if ((size_t)(end - w) < pre + 5 + nl + vl)
-			return 1;
-		memcpy(w, p->login_msgs + from, pre);
-		w += pre;
-		*w++ = 'S';
-		w = pg_client_put_u32(w, (uint32_t)(4 + nl + vl));
-		memcpy(w, p->params.v[i].name, nl);
-		w += nl;
-		memcpy(w, ov[k].v, vl);
-		w += vl;
-		from = p->login_off[i + 1];
-	}
-	size_t rest = p->login_off[n] - from;
-	if ((size_t)(end - w) < rest + 13 + 6)
-		return 1;
-	memcpy(w, p->login_msgs + from, rest);
-	w += rest;
-	*w++ = 'K'; /* BackendKeyData */
-	w = pg_client_put_u32(w, 12);
-	w = pg_client_put_u32(w, (uint32_t)c->cancel_pid);
-	w = pg_client_put_u32(w, (uint32_t)c->cancel_key);
-	*w++ = 'Z'; /* ReadyForQuery, idle */
-	w = pg_client_put_u32(w, 5);
-	*w++ = 'I';
-	return evbuffer_add(out, buf, (size_t)(w - buf)) == 0 ? 0 : -1;
-}
-
-void pg_client_login_done(struct pg_client *c)
-{
-	struct evbuffer *out = pg_client_output(c);
-	int rc = pg_client_put_login(c, out);
-	if (rc > 0) {
-		rc = pg_client_put_params(c, out);
-		if (rc == 0)
-			rc = pgproto_put_backend_key_data(out, (uint32_t)c->cancel_pid, (uint32_t)c->cancel_key);
-		if (rc == 0)
-			rc = pgproto_put_ready_for_query(out, 'I');
-	}
-	if (rc != 0) {
-		pg_client_close(c);
-		return;
-	}
-	c->state = PG_CLIENT_IDLE;
-	log_debug(&c->log, "client %s logged in to %s", c->user, c->database);
-	pg_client_process(c);
-}
-
 /* Drops the client's queued request (through its Query or Sync) and answers it with an ERROR and
  * ReadyForQuery, so the client can retry on the same connection. Returns -1 when the request is
  * not complete in the buffer (the caller closes the connection instead). */
@@ -302,15 +171,30 @@ static void pg_client_on_wait_timeout(evutil_socket_t fd, short what, void *arg)
 		pg_client_process(c); /* a request queued behind it asks for a server again */
 }
 
+void pg_client_wait_timer(struct pg_client *c)
+{
+	if (c->pg->conf->query_wait_timeout <= 0)
+		return;
+	/* (made on first need: an idle client carries no timer) */
+	if (!c->wait_timer)
+		c->wait_timer = evtimer_new(core_base(c->pg->core), pg_client_on_wait_timeout, c);
+	int64_t ms = c->pg->conf->query_wait_timeout;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	if (c->wait_timer)
+		evtimer_add(c->wait_timer, &tv);
+}
+
 /* Relays complete client messages to the linked server; asks the pool for one when needed. */
 void pg_client_process(struct pg_client *c)
 {
 	if (c->state == PG_CLIENT_CLOSED || c->state == PG_CLIENT_STARTUP || c->state == PG_CLIENT_LOGIN ||
 	    c->state == PG_CLIENT_WAITING || pg_cache_busy(c))
 		return;
+	bool cache = c->pool && c->pool->cache;
+	if (!cache && pg_io_unread(&c->out) == 0)
+		return; /* (nothing to relay: no input buffer made for it, as after the relay shortcut) */
 	struct evbuffer *in = pg_client_input(c);
 	struct pg_server *s = c->server;
-	bool cache = c->pool && c->pool->cache;
 	if (cache && !c->relay_remaining && pg_cache_before(c) != 0)
 		return; /* a lookup runs (or more of the request must come first) */
 	while (!s && evbuffer_get_length(in) >= 5) {
@@ -339,15 +223,8 @@ void pg_client_process(struct pg_client *c)
 			return;
 		}
 		pg_pool_acquire(c->pool, c);
-		if (c->state == PG_CLIENT_WAITING && c->pg->conf->query_wait_timeout > 0) {
-			/* (made on first need: an idle client carries no timer) */
-			if (!c->wait_timer)
-				c->wait_timer = evtimer_new(core_base(c->pg->core), pg_client_on_wait_timeout, c);
-			int64_t ms = c->pg->conf->query_wait_timeout;
-			struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-			if (c->wait_timer)
-				evtimer_add(c->wait_timer, &tv);
-		}
+		if (c->state == PG_CLIENT_WAITING)
+			pg_client_wait_timer(c);
 		return; /* pg_client_linked continues */
 	}
 	if (!s)
@@ -485,7 +362,7 @@ static void pg_client_on_read(void *arg);
 static void pg_client_on_write(void *arg);
 static void pg_client_on_event(void *arg, short what);
 static const struct pg_io_cbs pg_client_cbs = { pg_client_on_read, pg_client_on_write, pg_client_on_event,
-						 pg_client_io_idle };
+						 pg_client_io_idle, pg_relay_client_take };
 
 /* The startup packet: SSLRequest / GSSENCRequest get 'N', CancelRequest, or StartupMessage. */
 static void pg_client_startup(struct pg_client *c)
@@ -594,7 +471,7 @@ static void pg_client_authenticated(struct pg_client *c)
 		return;
 	}
 	if (c->pool->have_params) {
-		pg_client_login_done(c);
+		pg_login_done(c);
 		return;
 	}
 	c->state = PG_CLIENT_LOGIN;
@@ -798,10 +675,13 @@ void pg_client_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen, 
 	c->log = (struct log_src){ "pg", c->id };
 	c->state = PG_CLIENT_STARTUP;
 	c->unix_socket = sa->sa_family == AF_UNIX;
-	int32_t cancel[2]; /* one system call for both */
-	if (getrandom(cancel, sizeof(cancel), 0) == sizeof(cancel)) {
-		c->cancel_pid = cancel[0];
-		c->cancel_key = cancel[1];
+	if (pg->nrandom < 2) { /* one system call for the next PG_RANDOM / 2 clients */
+		ssize_t got = getrandom(pg->random, sizeof(pg->random), 0);
+		pg->nrandom = got > 0 ? (uint32_t)((size_t)got / sizeof(pg->random[0])) : 0;
+	}
+	if (pg->nrandom >= 2) {
+		c->cancel_pid = pg->random[--pg->nrandom];
+		c->cancel_key = pg->random[--pg->nrandom];
 	} else {
 		c->cancel_key = (int32_t)c->id;
 	}

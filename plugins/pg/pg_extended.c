@@ -11,6 +11,9 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "pg_internal.h"
 
@@ -191,13 +194,56 @@ static bool pg_ext_ident(const char **p, char *out, size_t outlen)
 	return n > 0;
 }
 
+/* The first of 16 pairs q[i + k], q[i + k + 1] (k >= skip) that reads "li" in either case, else
+ * -1; reads q[i .. i + 17). */
+static int pg_ext_li16(const char *q, size_t i, unsigned skip)
+{
+#if defined(__SSE2__)
+	const __m128i lower = _mm_set1_epi8(0x20), l = _mm_set1_epi8('l'), ii = _mm_set1_epi8('i');
+	__m128i a = _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)(q + i)), lower);
+	__m128i b = _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)(q + i + 1)), lower);
+	unsigned m = (unsigned)_mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(a, l), _mm_cmpeq_epi8(b, ii)));
+	m &= ~((1u << skip) - 1);
+	return m ? __builtin_ctz(m) : -1;
+#else
+	for (unsigned k = skip; k < 16; k++)
+		if ((q[i + k] | 0x20) == 'l' && (q[i + k + 1] | 0x20) == 'i')
+			return (int)k;
+	return -1;
+#endif
+}
+
+/* The offset of the first "li" in q[from..n), in either case, else n (b | 0x20 is 'l' or 'i'
+ * only for those letters). Most statements have none at all. */
+static size_t pg_ext_next_li(const char *q, size_t from, size_t n)
+{
+	size_t i = from;
+	if (n >= 17) {
+		for (; i + 17 <= n; i += 16) {
+			int k = pg_ext_li16(q, i, 0);
+			if (k >= 0)
+				return i + (size_t)k;
+		}
+		if (i + 1 >= n)
+			return n;
+		/* the rest: the last 16 pairs, less those before i */
+		size_t j = n - 17;
+		int k = pg_ext_li16(q, j, (unsigned)(i - j));
+		return k >= 0 ? j + (size_t)k : n;
+	}
+	for (; i + 1 < n; i++)
+		if ((q[i] | 0x20) == 'l' && (q[i + 1] | 0x20) == 'i')
+			return i;
+	return n;
+}
+
 /* LISTEN anywhere in the text (not UNLISTEN): the client must keep its server to get its
  * notifications. Over-detection (a LISTEN in a string) only pins a client needlessly. */
 static bool pg_ext_mentions_listen(const char *q, size_t n)
 {
-	/* (every statement is scanned: from one L to the next with strcspn, which is vectorised) */
-	for (size_t i = strcspn(q, "lL"); i + 6 <= n; i += 1 + strcspn(q + i + 1, "lL")) {
-		if ((q[i + 1] | 0x20) != 'i' || strncasecmp(q + i, "listen", 6) != 0)
+	/* (every statement is scanned: from one "li" to the next) */
+	for (size_t i = pg_ext_next_li(q, 0, n); i + 6 <= n; i = pg_ext_next_li(q, i + 1, n)) {
+		if (strncasecmp(q + i + 2, "sten", 4) != 0)
 			continue;
 		bool before = i == 0 || !(isalnum((unsigned char)q[i - 1]) || q[i - 1] == '_');
 		bool after = i + 6 == n || !(isalnum((unsigned char)q[i + 6]) || q[i + 6] == '_');
@@ -213,11 +259,11 @@ static enum pg_ext_sql pg_ext_classify(const char *q, char *name, size_t namelen
 
 /* LISTEN pins a transaction-mode client to its server until UNLISTEN * (or DISCARD ALL);
  * `kind` is pg_ext_classify's for `q`. */
-static void pg_ext_track_listen(struct pg_client *c, const char *q, enum pg_ext_sql kind)
+static void pg_ext_track_listen(struct pg_client *c, const char *q, size_t n, enum pg_ext_sql kind)
 {
 	if (kind == PG_EXT_SQL_UNLISTEN_ALL || kind == PG_EXT_SQL_DISCARD_ALL) {
 		c->listening = false;
-	} else if (pg_ext_mentions_listen(q, strlen(q)) && !c->listening) {
+	} else if (!c->listening && pg_ext_mentions_listen(q, n)) {
 		c->listening = true;
 		log_debug(&c->log, "LISTEN: the client keeps its server until UNLISTEN * or disconnect");
 	}
@@ -231,9 +277,11 @@ static enum pg_ext_sql pg_ext_classify(const char *q, char *name, size_t namelen
 		q++;
 	enum pg_ext_sql kind = PG_EXT_SQL_OTHER;
 	char first = (char)(*q | 0x20);
-	/* (most statements: no keyword below starts with their letter; the rest try only the
-	 * keywords that do) */
-	if (first != 'd' && first != 'r' && first != 'u')
+	/* (most statements: no keyword below starts with their first two letters; the rest try
+	 * only the keywords that do. q[1] is read only after a letter, so it is at worst the NUL) */
+	bool maybe = (first == 'd' && ((q[1] | 0x20) == 'e' || (q[1] | 0x20) == 'i')) ||
+		     (first == 'r' && (q[1] | 0x20) == 'e') || (first == 'u' && (q[1] | 0x20) == 'n');
+	if (!maybe)
 		return kind;
 	if (first == 'd' && pg_ext_keyword(&q, "deallocate")) {
 		(void)pg_ext_keyword(&q, "prepare");
@@ -275,7 +323,7 @@ static int pg_ext_sql_effects(struct pg_client *c, struct pg_server *s, struct e
 	enum pg_ext_sql kind = pg_ext_classify(q, name, sizeof(name));
 	if (kind == PG_EXT_SQL_RESET_ALL || kind == PG_EXT_SQL_DISCARD_ALL)
 		pg_guc_server_reset(s);
-	pg_ext_track_listen(c, q, kind);
+	pg_ext_track_listen(c, q, strlen(q), kind);
 	if (kind == PG_EXT_SQL_DEALLOCATE_ALL || kind == PG_EXT_SQL_DISCARD_ALL) {
 		pg_stmt_map_clear(&c->stmts, &c->pool->stmts);
 		pg_stmt_set_clear(&s->stmts, &s->pool->stmts);
@@ -340,7 +388,7 @@ int pg_extended_client_msg(struct pg_client *c, struct evbuffer *in, uint8_t typ
 		if (m && m[len] == 0) {
 			char name[8];
 			const char *q = (const char *)m + 5;
-			pg_ext_track_listen(c, q, pg_ext_classify(q, name, sizeof(name)));
+			pg_ext_track_listen(c, q, strlen(q), pg_ext_classify(q, name, sizeof(name)));
 		}
 		return 0;
 	}
@@ -419,6 +467,93 @@ int pg_extended_remember(struct pg_client *c, const unsigned char *msg, size_t l
 	int rc = pg_stmt_map_put(&c->stmts, &c->pool->stmts, name, st);
 	pg_stmt_unref(&c->pool->stmts, st);
 	return rc;
+}
+
+bool pg_extended_renames(const struct pg_client *c)
+{
+	return pg_extended_on(c);
+}
+
+/* A message copied into out as it is (-1: no room). */
+static ssize_t pg_ext_copy(const unsigned char *m, size_t total, unsigned char *out, size_t room)
+{
+	if (total > room)
+		return -1;
+	memcpy(out, m, total);
+	return (ssize_t)total;
+}
+
+ssize_t pg_extended_rewrite(struct pg_client *c, const unsigned char *m, size_t total, unsigned char *out,
+			    size_t room)
+{
+	if (!pg_extended_on(c))
+		return pg_ext_copy(m, total, out, room);
+	struct pg_server *s = c->server;
+	if (m[0] == 'B') {
+		/* as pg_extended_client_msg: the names in the head, the client's statement's shared name */
+		size_t peek = total < 5 + 2 * PG_EXT_NAME_MAX ? total : 5 + 2 * PG_EXT_NAME_MAX;
+		const char *portal, *name;
+		if (!pg_wire_bind_names(m, peek, &portal, &name))
+			return pg_ext_copy(m, total, out, room);
+		size_t pl = strlen(portal), nl = strlen(name);
+		struct pg_stmt *st = nl ? pg_stmt_map_get(&c->stmts, name) : NULL;
+		if (!st)
+			return pg_ext_copy(m, total, out, room);
+		if (!pg_stmt_set_has(&s->stmts, st))
+			return -1; /* to be prepared first: pg_extended_client_msg */
+		size_t head = 5 + pl + 1 + nl + 1, rest = total - head, snl = strlen(st->sname) + 1;
+		size_t body = pl + 1 + snl + rest;
+		if (5 + body > room || body + 4 > UINT32_MAX)
+			return -1;
+		out[0] = 'B';
+		out[1] = (unsigned char)((body + 4) >> 24);
+		out[2] = (unsigned char)((body + 4) >> 16);
+		out[3] = (unsigned char)((body + 4) >> 8);
+		out[4] = (unsigned char)(body + 4);
+		memcpy(out + 5, portal, pl + 1);
+		memcpy(out + 5 + pl + 1, st->sname, snl);
+		memcpy(out + 5 + pl + 1 + snl, m + head, rest);
+		return (ssize_t)(5 + body);
+	}
+	if (m[0] == 'D') {
+		const unsigned char *body = m + 5;
+		size_t blen = total - 5;
+		/* (what pgproto_put_describe would build again: only a well-formed one is copied) */
+		if (blen < 2 || body[blen - 1] != 0 || strlen((const char *)body + 1) != blen - 2)
+			return -1;
+		const char *name = (const char *)body + 1;
+		struct pg_stmt *st = body[0] == 'S' && *name ? pg_stmt_map_get(&c->stmts, name) : NULL;
+		if (!st)
+			return pg_ext_copy(m, total, out, room);
+		if (!pg_stmt_set_has(&s->stmts, st))
+			return -1;
+		size_t snl = strlen(st->sname) + 1;
+		if (6 + snl > room)
+			return -1;
+		out[0] = 'D';
+		out[1] = (unsigned char)((5 + snl) >> 24);
+		out[2] = (unsigned char)((5 + snl) >> 16);
+		out[3] = (unsigned char)((5 + snl) >> 8);
+		out[4] = (unsigned char)(5 + snl);
+		out[5] = 'S';
+		memcpy(out + 6, st->sname, snl);
+		return (ssize_t)(6 + snl);
+	}
+	return -1;
+}
+
+bool pg_extended_query_plain(const struct pg_client *c, const char *q)
+{
+	if (c->pool->db->pool_mode != PG_POOL_TRANSACTION)
+		return true; /* session mode: nothing looked at */
+	char name[PG_EXT_NAME_MAX];
+	return pg_ext_classify(q, name, sizeof(name)) == PG_EXT_SQL_OTHER;
+}
+
+void pg_extended_query_relayed(struct pg_client *c, const char *q, size_t n)
+{
+	if (c->pool->db->pool_mode == PG_POOL_TRANSACTION)
+		pg_ext_track_listen(c, q, n, PG_EXT_SQL_OTHER);
 }
 
 bool pg_extended_resets_settings(const char *sql)

@@ -194,8 +194,34 @@ static int pg_guc_set(struct evbuffer **sql, const char *name, const char *value
 	return rc == 0 && evbuffer_add(b, ", false)", 8) == 0 ? 0 : -1;
 }
 
+/* Whether the client asks for the very settings (same names and values, in the same order) of
+ * the last client the server was found to match already: then it matches this one too, unless
+ * the server's settings changed since (what the server reported, or what tether set or reset
+ * on it). */
+static bool pg_guc_same_as_last(const struct pg_client *c, const struct pg_server *s)
+{
+	if (!s->guc_match_ok || !s->reported_ok || s->guc_match.n != c->gucs.n)
+		return false;
+	for (uint32_t i = 0; i < c->gucs.n; i++)
+		if (strcmp(c->gucs.v[i].name, s->guc_match.v[i].name) != 0 ||
+		    strcmp(c->gucs.v[i].value, s->guc_match.v[i].value) != 0)
+			return false;
+	return true;
+}
+
+/* The server has the client's settings: remembered for pg_guc_same_as_last. */
+static void pg_guc_matched(const struct pg_client *c, struct pg_server *s)
+{
+	pg_params_clear(&s->guc_match);
+	s->guc_match_ok = true;
+	for (uint32_t i = 0; s->guc_match_ok && i < c->gucs.n; i++)
+		s->guc_match_ok = pg_params_set(&s->guc_match, c->gucs.v[i].name, c->gucs.v[i].value) == 0;
+}
+
 int pg_guc_apply(struct pg_client *c, struct pg_server *s)
 {
+	if (pg_guc_same_as_last(c, s))
+		return 0; /* (most clients of a pool ask for the same: the comparison below is skipped) */
 	struct evbuffer *sql = NULL;
 	int rc = 0;
 	/* reported settings: what the client was told (its own or the pool's, as pg_guc_expected
@@ -275,8 +301,12 @@ int pg_guc_apply(struct pg_client *c, struct pg_server *s)
 			s->pool->guc_applies++;
 		}
 	}
-	if (sql)
+	if (sql) {
 		evbuffer_free(sql);
+		s->guc_match_ok = false; /* (its settings change) */
+	} else if (rc == 0) {
+		pg_guc_matched(c, s);
+	}
 	return rc;
 }
 
@@ -313,5 +343,6 @@ void pg_guc_applied(struct pg_client *c, struct pg_server *s)
 void pg_guc_server_reset(struct pg_server *s)
 {
 	pg_params_clear(&s->gucs);
+	s->guc_match_ok = false;
 	s->tainted = false;
 }

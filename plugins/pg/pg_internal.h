@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -68,6 +69,11 @@ struct pg_io_cbs {
 	void (*write)(void *arg);             /* the output went down to PG_RELAY_LOW (or empty) */
 	void (*event)(void *arg, short what); /* BEV_EVENT_* as a bufferevent reports them */
 	bool (*idle)(void *arg);              /* bare: may its empty buffers be freed now? */
+	/* Optional, for a bare socket or a direct bufferevent: the bytes of a read before they are
+	 * added to an empty input, to use what it can at once (the relay's shortcut); returns how
+	 * many it used, and the rest goes to the input and `read` as usual. A bufferevent whose
+	 * cbs have no `read` keeps its own callbacks. */
+	size_t (*take)(void *arg, const unsigned char *p, size_t n);
 };
 
 /* A bare socket's output buffer: its "bytes added" callback's argument names the connection
@@ -129,6 +135,8 @@ enum pg_server_state {
 	PG_SERVER_CLOSED,
 };
 
+#define PG_RANDOM 64
+
 struct pg_client;
 struct pg_server;
 struct pg_pool;
@@ -164,6 +172,9 @@ struct pg {
 	struct event *spare_ev[PG_IO_SPARE];
 	struct pg_client *spare_client[PG_IO_SPARE];
 	uint32_t nspare_ev, nspare_client;
+	/* random numbers for clients' cancel keys, read PG_RANDOM at a time (pg_client_accept) */
+	int32_t random[PG_RANDOM];
+	uint32_t nrandom;
 	struct pg_client *dead_clients;
 	struct pg_client *clients; /* every open client (all_next/all_prev) */
 	struct pg_auth auth;
@@ -266,6 +277,10 @@ struct pg_server {
 	char *inject_error;     /* why tether's own query failed, if it did */
 	bool guc_pending;       /* tether's settings query for the client is in flight */
 	struct pg_params gucs;  /* settings tether SET that are not reported by ParameterStatus */
+	/* the settings of the last client pg_guc_apply found it to have already (pg_guc.c), valid
+	 * while guc_match_ok and reported_ok */
+	struct pg_params guc_match;
+	bool guc_match_ok;
 	struct pg_stmt_set stmts; /* statements prepared on it (transaction mode) */
 	uint8_t tls;              /* enum pg_tls_state */
 	struct pg_out out;
@@ -303,6 +318,15 @@ void pg_io_setcb(struct pg_out *o, const struct pg_io_cbs *cbs, void *arg);
  * closed (or when a bare socket's buffer cannot be allocated). */
 struct evbuffer *pg_io_input(struct pg_out *o);
 struct evbuffer *pg_io_output(struct pg_out *o);
+/* Sends `n` bytes: written at once when nothing is queued before them (no copy into the output
+ * buffer), else, and for what the socket does not take, queued and flushed as usual (a write
+ * error shows there). 1: all written; 0: some queued; -1: out of memory (nothing queued). */
+int pg_io_send(struct pg_out *o, const void *p, size_t n);
+/* After pg_io_send wrote everything: what a flush that emptied the output does (the write
+ * callback, a bare socket's idle buffers given back). */
+void pg_io_sent(struct pg_out *o);
+/* Bytes read and not yet taken from the input; makes nothing. */
+size_t pg_io_unread(const struct pg_out *o);
 /* Bytes queued and not yet written (a TLS filter's underlying buffer too); makes nothing. */
 size_t pg_io_unsent(const struct pg_out *o);
 bool pg_io_open(const struct pg_out *o);
@@ -412,6 +436,21 @@ int pg_extended_idle_query(struct pg_client *c, struct evbuffer *in, uint32_t le
 /* A Parse message (whole, `len` bytes) answered by the cache: its name is recorded for the
  * client as if a server had seen it. 0 or -1 (memory). */
 int pg_extended_remember(struct pg_client *c, const unsigned char *msg, size_t len);
+/* The text of a simple Query (at most 4096 bytes) that pg_extended_client_msg would relay
+ * unchanged, with no effect on the client's statements or the server's settings: true; then
+ * pg_extended_query_relayed (`n`: the text's length) does the rest of what it does for it
+ * (LISTEN). */
+bool pg_extended_query_plain(const struct pg_client *c, const char *q);
+/* Whether the client's statement names are tether's to map (transaction mode with
+ * max_prepared_statements): its Parse and Close are then pg_extended_client_msg's. */
+bool pg_extended_renames(const struct pg_client *c);
+/* A Bind or Describe whole at m[0..total) from a client with a server, into `out` (`room`
+ * bytes) as pg_extended_client_msg would forward it: its statement under the server's name,
+ * or as it is. Returns the bytes written, or -1 when it needs more (a statement the server has
+ * not prepared yet, a malformed Describe, no room): then nothing changed. */
+ssize_t pg_extended_rewrite(struct pg_client *c, const unsigned char *m, size_t total, unsigned char *out,
+			    size_t room);
+void pg_extended_query_relayed(struct pg_client *c, const char *q, size_t n);
 /* True for a reset query that resets session settings (DISCARD ALL, RESET ALL). */
 bool pg_extended_resets_settings(const char *sql);
 
@@ -455,6 +494,25 @@ void pg_server_free(struct pg_server *s);
 void pg_server_resume(struct pg_server *s);
 /* The cache's invalidation after a commit is done: relay the held ReadyForQuery and go on. */
 void pg_server_unhold(struct pg_server *s);
+/* The client's request is answered: in transaction mode the server goes back to the pool once
+ * the transaction is over and nothing else is in flight (then -1, and the client goes on with
+ * its next request; else 0). */
+int pg_server_client_ready(struct pg_server *s, struct pg_client *c);
+/* Bytes at the front of p[0..n) that are whole messages pg_server_relay forwards (or drops)
+ * without looking inside: not ReadyForQuery, ParameterStatus, ParseComplete, CloseComplete or an
+ * error (each has its own bookkeeping), none malformed, none larger than 64 KiB. With
+ * `with_ready` the run may end with a well-formed ReadyForQuery, whose status byte goes to *ready
+ * (else *ready is 0): the caller does its bookkeeping after moving it on with the rest, the same
+ * bytes tether would write again. */
+size_t pg_server_plain_span(const unsigned char *p, size_t n, bool with_ready, char *ready);
+
+/* pg_relay.c: the relay's shortcut past the input and output buffers (pg_io_cbs.take) */
+extern const struct pg_io_cbs pg_relay_server_cbs;
+size_t pg_relay_client_take(void *arg, const unsigned char *p, size_t n);
+
+/* pg_login.c: the client is authenticated and the pool knows its servers' parameters: the
+ * login answer (AuthenticationOk ... ReadyForQuery), then it is idle */
+void pg_login_done(struct pg_client *c);
 
 /* pg_cancel.c: forwards a CancelRequest to the backend serving that client now */
 void pg_cancel(struct pg *pg, uint32_t pid, uint32_t key);
@@ -462,7 +520,6 @@ void pg_cancel(struct pg *pg, uint32_t pid, uint32_t key);
 /* pg_client.c */
 void pg_client_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen, void *arg);
 void pg_client_linked(struct pg_client *c);
-void pg_client_login_done(struct pg_client *c);
 void pg_client_fail(struct pg_client *c, const char *sqlstate, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void pg_client_close(struct pg_client *c);
@@ -471,6 +528,8 @@ void pg_client_server_data(struct pg_client *c, struct evbuffer *data);
 void pg_client_server_gone(struct pg_client *c, const char *why);
 void pg_client_free(struct pg_client *c);
 void pg_client_process(struct pg_client *c);
+/* Arms the client's query_wait_timeout timer (made on first need) once it waits for a server. */
+void pg_client_wait_timer(struct pg_client *c);
 /* pg_io_cbs.idle for clients: nothing under way that an answer will be written for. */
 bool pg_client_io_idle(void *arg);
 

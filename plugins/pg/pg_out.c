@@ -127,9 +127,15 @@ static void pg_in_readable(struct pg_out *o, evutil_socket_t fd)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	ssize_t n = read(fd, buf, sizeof(buf));
 	int err = errno;
+	size_t used = 0;
+	if (n > 0 && o->cbs && o->cbs->take && evbuffer_get_length(in) == 0) {
+		used = o->cbs->take(o->arg, buf, (size_t)n);
+		if (o->bev != bev || used >= (size_t)n)
+			return; /* all used, or the connection closed (its bufferevent freed) */
+	}
 	if (n > 0) {
 		evbuffer_unfreeze(in, 0);
-		int rc = evbuffer_add(in, buf, (size_t)n);
+		int rc = evbuffer_add(in, buf + used, (size_t)n - used);
 		evbuffer_freeze(in, 0);
 		if (rc != 0) {
 			n = -1;
@@ -248,7 +254,7 @@ void pg_out_attach(struct pg *pg, struct pg_out *o, struct bufferevent *bev, boo
 	o->pg = pg;
 	o->bev = bev;
 	o->fd = -1;
-	if (o->cbs)
+	if (o->cbs && o->cbs->read)
 		bufferevent_setcb(bev, pg_io_bev_read, pg_io_bev_write, pg_io_bev_event, o);
 	o->direct = direct && pg->flush_ev != NULL;
 	o->wfd = bufferevent_getfd(bev);
@@ -355,7 +361,7 @@ static void pg_io_put_out(struct pg *pg, struct pg_obuf *ob)
 /* Gives back whichever buffer is empty while the connection says it is idle. */
 static void pg_io_trim(struct pg_out *o)
 {
-	if (o->fd < 0 || (o->cbs->idle && !o->cbs->idle(o->arg)))
+	if (o->fd < 0 || (!o->in && !o->ob) || (o->cbs->idle && !o->cbs->idle(o->arg)))
 		return;
 	if (o->in && evbuffer_get_length(o->in) == 0) {
 		pg_io_put_in(o->pg, o->in);
@@ -423,10 +429,20 @@ static void pg_io_socket(struct pg_out *o, evutil_socket_t fd, short what)
 		return;
 	ssize_t n = read(fd, buf, sizeof(buf));
 	int err = errno;
+	size_t used = 0;
+	if (n > 0 && o->cbs->take && (!o->in || evbuffer_get_length(o->in) == 0)) {
+		used = o->cbs->take(o->arg, buf, (size_t)n);
+		if (o->fd < 0)
+			return; /* closed by it */
+		if (used >= (size_t)n) {
+			pg_io_trim(o);
+			return;
+		}
+	}
 	if (n > 0) {
 		/* both buffers now: the protocol code answers from inside the read callback */
 		struct evbuffer *in = pg_io_input(o);
-		if (!in || !pg_io_output(o) || evbuffer_add(in, buf, (size_t)n) != 0) {
+		if (!in || !pg_io_output(o) || evbuffer_add(in, buf + used, (size_t)n - used) != 0) {
 			n = -1;
 			err = ENOMEM;
 		}
@@ -528,6 +544,50 @@ struct evbuffer *pg_io_input(struct pg_out *o)
 struct evbuffer *pg_io_output(struct pg_out *o)
 {
 	return o->bev ? bufferevent_get_output(o->bev) : pg_io_bare_out(o);
+}
+
+int pg_io_send(struct pg_out *o, const void *p, size_t n)
+{
+	evutil_socket_t fd = -1;
+	struct evbuffer *out = NULL;
+	if (o->bare) {
+		fd = o->fd;
+		out = o->ob ? o->ob->b : NULL;
+	} else if (o->bev && o->direct) {
+		fd = o->wfd;
+		out = bufferevent_get_output(o->bev);
+	}
+	size_t done = 0;
+	if (fd >= 0 && (!out || evbuffer_get_length(out) == 0)) {
+		ssize_t w = write(fd, p, n);
+		if (w > 0)
+			done = (size_t)w;
+		if (done == n)
+			return 1;
+	}
+	out = pg_io_output(o); /* (a write error is seen again, and reported, by its flush) */
+	return out && evbuffer_add(out, (const unsigned char *)p + done, n - done) == 0 ? 0 : -1;
+}
+
+void pg_io_sent(struct pg_out *o)
+{
+	if (o->bare) {
+		if (o->fd < 0)
+			return;
+		if (o->cbs->write)
+			o->cbs->write(o->arg);
+		pg_io_trim(o);
+		return;
+	}
+	if (o->bev && o->direct)
+		pg_out_flush(o); /* (nothing to write: just its write callback) */
+}
+
+size_t pg_io_unread(const struct pg_out *o)
+{
+	if (!o->bev)
+		return o->bare && o->in ? evbuffer_get_length(o->in) : 0;
+	return evbuffer_get_length(bufferevent_get_input(o->bev));
 }
 
 size_t pg_io_unsent(const struct pg_out *o)

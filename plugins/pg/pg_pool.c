@@ -114,12 +114,13 @@ void pg_pool_unwait(struct pg_pool *p, struct pg_client *c)
 
 static void pg_pool_give(struct pg_pool *p, struct pg_server *s, struct pg_client *c)
 {
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (c->wait_start.tv_sec)
+	if (c->wait_start.tv_sec) {
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
 		metrics_observe(p->m_wait, (double)(now.tv_sec - c->wait_start.tv_sec) +
 						   (double)(now.tv_nsec - c->wait_start.tv_nsec) / 1e9);
-	c->wait_start.tv_sec = 0;
+		c->wait_start.tv_sec = 0;
+	}
 	p->nactive++;
 	pg_server_link(s, c);
 	pg_client_linked(c);
@@ -255,7 +256,7 @@ void pg_pool_server_ready(struct pg_pool *p, struct pg_server *s)
 		struct pg_client *c = p->login_head;
 		p->login_head = c->next;
 		c->next = NULL;
-		pg_client_login_done(c);
+		pg_login_done(c);
 	}
 	pg_pool_file(p, s);
 }

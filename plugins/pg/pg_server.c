@@ -30,6 +30,7 @@ void pg_server_free(struct pg_server *s)
 		event_free(s->timer);
 	pg_params_clear(&s->params);
 	pg_params_clear(&s->gucs);
+	pg_params_clear(&s->guc_match);
 	free(s->inject_error);
 	free(s);
 }
@@ -292,9 +293,7 @@ static int pg_server_own_done(struct pg_server *s, struct pg_client *c)
 	return 0;
 }
 
-/* The client's request is answered: in transaction mode the server goes back to the pool once
- * the transaction is over and nothing else is in flight. */
-static int pg_server_client_ready(struct pg_server *s, struct pg_client *c)
+int pg_server_client_ready(struct pg_server *s, struct pg_client *c)
 {
 	c->in_tx = s->tx_status != 'I';
 	if (s->pending_sync == 0 && s->exp_n == 0 && s->unsynced == 0 && c->relay_remaining == 0 &&
@@ -418,20 +417,10 @@ void pg_server_unhold(struct pg_server *s)
 	pg_server_resume(s);
 }
 
-/* Bytes at the front of `in`, within its first contiguous chunk, that are whole messages
- * pg_server_relay forwards (or drops) without looking inside: not ReadyForQuery,
- * ParameterStatus, ParseComplete, CloseComplete or an error (each has its own bookkeeping), none
- * malformed, none larger than 64 KiB. With `with_ready` the run may end with a well-formed
- * ReadyForQuery, whose status byte goes to *ready (else *ready is 0): the caller does its
- * bookkeeping after moving it on with the rest, the same bytes tether would write again. */
-static size_t pg_server_plain_run(struct evbuffer *in, bool with_ready, char *ready)
+size_t pg_server_plain_span(const unsigned char *p, size_t n, bool with_ready, char *ready)
 {
-	struct evbuffer_iovec v;
+	size_t off = 0;
 	*ready = 0;
-	if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-		return 0;
-	const unsigned char *p = v.iov_base;
-	size_t off = 0, n = v.iov_len;
 	while (off + 5 <= n) {
 		uint8_t t = p[off];
 		uint32_t len = pg_wire_u32(p + off + 1);
@@ -446,6 +435,17 @@ static size_t pg_server_plain_run(struct evbuffer *in, bool with_ready, char *re
 	}
 	return off;
 }
+
+/* pg_server_plain_span of the first contiguous chunk of `in`. */
+static size_t pg_server_plain_run(struct evbuffer *in, bool with_ready, char *ready)
+{
+	struct evbuffer_iovec v;
+	*ready = 0;
+	if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+		return 0;
+	return pg_server_plain_span(v.iov_base, v.iov_len, with_ready, ready);
+}
+
 
 /* Server bytes for the client, message by message, bodies not copied: answers to tether's own
  * messages are swallowed (see pg_expect.c), a large message streams as it arrives. */
@@ -651,8 +651,11 @@ static void pg_server_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct pg_server *s = arg;
 	if (what & BEV_EVENT_CONNECTED) {
-		if (s->tls == PG_TLS_NONE && !s->out.bev)
+		if (s->tls == PG_TLS_NONE && !s->out.bev) {
+			s->out.cbs = &pg_relay_server_cbs; /* (the bufferevent keeps its own callbacks) */
+			s->out.arg = s;
 			pg_out_attach(s->pool->pg, &s->out, bev, true);
+		}
 		if (s->tls == PG_TLS_NONE && s->pool->tls_ctx) {
 			/* SSLRequest; the answer is one byte (pg_server_tls_answer) */
 			static const unsigned char req[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };

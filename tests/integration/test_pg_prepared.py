@@ -267,6 +267,36 @@ def test_startup_settings_follow_the_client(pooler):
     b.close()
 
 
+def test_clients_with_the_same_settings_after_changes(pooler):
+    """Clients that ask for the same settings share a server: what one of them changes on it
+    (SET of a reported setting, DISCARD ALL of tether's own SETs) is put right for the next."""
+    t = pooler(pool_size=1)
+    opts = "-c TimeZone=UTC -c statement_timeout=1234"
+    conns = [psycopg2.connect(t.dsn, options=opts, application_name="same") for _ in range(3)]
+    for c in conns:
+        c.autocommit = True
+
+    def show(c, name):
+        with c.cursor() as cur:
+            cur.execute(f"show {name}")
+            return cur.fetchone()[0]
+
+    for _ in range(2):
+        for c in conns:
+            assert (show(c, "timezone"), show(c, "statement_timeout")) == ("UTC", "1234ms")
+    a, b, c = conns
+    with a.cursor() as cur:
+        cur.execute("set timezone = 'Asia/Tokyo'")
+    assert show(b, "timezone") == "UTC" and show(a, "timezone") == "Asia/Tokyo"
+    assert show(c, "timezone") == "UTC"
+    with b.cursor() as cur:
+        cur.execute("discard all")  # drops tether's SET statement_timeout on the server too
+    assert show(c, "statement_timeout") == "1234ms" and show(b, "statement_timeout") == "1234ms"
+    assert show(a, "timezone") == "Asia/Tokyo" and show(c, "timezone") == "UTC"
+    for x in conns:
+        x.close()
+
+
 def test_bad_startup_setting_is_a_clear_error(pooler):
     t = pooler(pool_size=1)
     # the server refuses the value when tether applies it, at the client's first query
