@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "http_client_h1.h"
 #include "http_client_internal.h"
 #include "http_retry.h"
 #include "log.h"
@@ -110,17 +111,7 @@ struct http_client_req *http_client_req_create(struct http_client *c, const char
 		r->body_in = evbuffer_new();
 		r->replay = evbuffer_new();
 		r->chunk = evbuffer_new();
-		r->easy = http_client_easy_new(c);
 		r->ev = evtimer_new(c->base, http_client_req_on_event, r);
-		if (r->easy) {
-			/* Options naming this struct: it stays paired with its handle while pooled. */
-			curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
-			curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
-			curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, r);
-			curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
-			curl_easy_setopt(r->easy, CURLOPT_READDATA, r);
-			curl_easy_setopt(r->easy, CURLOPT_SEEKDATA, r);
-		}
 	}
 	r->c = c;
 	r->state = HTTP_CLIENT_REQ_NEW;
@@ -140,7 +131,7 @@ struct http_client_req *http_client_req_create(struct http_client *c, const char
 	if (c->reqs)
 		c->reqs->prev = r;
 	c->reqs = r;
-	if (!r->method || !r->url || !r->body_in || !r->replay || !r->chunk || !r->easy || !r->ev) {
+	if (!r->method || !r->url || !r->body_in || !r->replay || !r->chunk || !r->ev) {
 		http_client_req_free(r);
 		return NULL;
 	}
@@ -278,23 +269,48 @@ CURL *http_client_easy_new(struct http_client *c)
 	return e;
 }
 
+/* The easy handle of a request going through curl, made on its first such use (a pooled struct
+ * keeps it): options naming the struct are set here, as it stays paired with its handle. */
+static CURL *http_client_req_easy(struct http_client_req *r)
+{
+	if (r->easy)
+		return r->easy;
+	CURL *e = http_client_easy_new(r->c);
+	if (!e)
+		return NULL;
+	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_READDATA, r);
+	curl_easy_setopt(e, CURLOPT_SEEKDATA, r);
+	r->easy = e;
+	return e;
+}
+
 /* The options that differ between requests; every one of them is set (or set back) here, since
- * the handle keeps what the previous request on it set. */
+ * the handle keeps what the previous request on it set. A plain http:// URL the client's own
+ * HTTP/1.1 transport can take needs none of it (http_client_h1.c). */
 static int http_client_req_setup(struct http_client_req *r)
 {
 	struct http_client *c = r->c;
-	CURL *e = r->easy;
+	/* POST/PUT/PATCH without a body still say Content-Length: 0 (Google front ends want it). */
+	if (!r->has_body && (strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0 ||
+			     strcmp(r->method, "PATCH") == 0))
+		if (http_client_req_body(r, "", 0) != 0)
+			return -1;
+	r->native = c->native_http1 && http_client_h1_parse_url(r);
+	if (r->native)
+		return 0;
+	CURL *e = http_client_req_easy(r);
+	if (!e)
+		return -1;
 	/* "Expect:" with no value removes curl's own Expect: 100-continue, which would make every
 	 * large or streamed upload wait up to a second for an answer many servers never send. */
 	struct curl_slist *l = curl_slist_append(r->headers, "Expect:");
 	if (!l)
 		return -1;
 	r->headers = l;
-	/* POST/PUT/PATCH without a body still say Content-Length: 0 (Google front ends want it). */
-	if (!r->has_body && (strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0 ||
-			     strcmp(r->method, "PATCH") == 0))
-		if (http_client_req_body(r, "", 0) != 0)
-			return -1;
 	CURLcode rc = CURLE_OK;
 	rc |= curl_easy_setopt(e, CURLOPT_URL, r->url);
 	rc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
@@ -489,6 +505,12 @@ static void http_client_req_add_resp_header(struct http_client_req *r, const cha
 	const char *colon = memchr(line, ':', len);
 	if (!colon || colon == line)
 		return;
+	http_client_req_store_header(r, line, (size_t)(colon - line), colon + 1, (size_t)(line + len - colon - 1));
+}
+
+void http_client_req_store_header(struct http_client_req *r, const char *name, size_t nlen, const char *v,
+				  size_t vlen)
+{
 	if (r->nrh == r->caprh) {
 		size_t cap = r->caprh ? r->caprh * 2 : 16;
 		struct http_client_resp_header *n = realloc(r->rh, cap * sizeof(*n));
@@ -497,20 +519,20 @@ static void http_client_req_add_resp_header(struct http_client_req *r, const cha
 		r->rh = n;
 		r->caprh = cap;
 	}
-	const char *v = colon + 1, *end = line + len;
+	const char *end = v + vlen;
 	while (v < end && (*v == ' ' || *v == '\t'))
 		v++;
 	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
 		end--;
 	size_t mark = r->hlen;
-	size_t name = http_client_req_hbuf_add(r, line, (size_t)(colon - line));
-	size_t value = name == (size_t)-1 ? name : http_client_req_hbuf_add(r, v, (size_t)(end - v));
-	if (value == (size_t)-1) {
+	size_t at_name = http_client_req_hbuf_add(r, name, nlen);
+	size_t at_value = at_name == (size_t)-1 ? at_name : http_client_req_hbuf_add(r, v, (size_t)(end - v));
+	if (at_value == (size_t)-1) {
 		r->hlen = mark;
 		return;
 	}
-	r->rh[r->nrh].name = name;
-	r->rh[r->nrh].value = value;
+	r->rh[r->nrh].name = at_name;
+	r->rh[r->nrh].value = at_value;
 	r->nrh++;
 }
 
@@ -536,7 +558,12 @@ size_t http_client_req_header_cb(char *buf, size_t size, size_t n, void *arg)
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	if (status < 200)
 		return len; /* 100 Continue and friends */
-	r->status = (int)status;
+	return http_client_req_head_complete(r, (int)status) ? len : 0;
+}
+
+bool http_client_req_head_complete(struct http_client_req *r, int status)
+{
+	r->status = status;
 	r->head_done = true;
 	if (http_retry_status(r->status)) {
 		const char *ra = http_client_resp_header(r, "Retry-After");
@@ -547,13 +574,13 @@ size_t http_client_req_header_cb(char *buf, size_t size, size_t n, void *arg)
 			r->retry_delay_ms = delay;
 			/* Stop sending the body too: the next attempt sends it again. */
 			bool body_left = r->has_body && !(r->body_ended && evbuffer_get_length(r->body_in) == 0);
-			return body_left ? 0 : len;
+			return !body_left;
 		}
 	}
 	r->delivered = true;
 	if (r->cbs.on_headers)
 		r->cbs.on_headers(r, r->status, r->arg);
-	return r->cancelled ? 0 : len;
+	return !r->cancelled;
 }
 
 size_t http_client_req_write_cb(char *buf, size_t size, size_t n, void *arg)
