@@ -268,8 +268,11 @@ void http_client_req_free(struct http_client_req *r)
 		c->reqs = r->next;
 	if (r->next)
 		r->next->prev = r->prev;
-	curl_slist_free_all(r->headers);
+	curl_slist_free_all(r->headers); /* (curl's copy: the list holds its own strings) */
 	r->headers = NULL;
+	if (r->hdrs)
+		explicit_bzero(r->hdrs, r->hdrs_len); /* an Authorization token, likely */
+	r->hdrs_len = 0;
 	free(r->method);
 	free(r->url);
 	free(r->log_target);
@@ -299,6 +302,7 @@ static void http_client_req_release(struct http_client_req *r)
 		event_free(r->ev);
 	free(r->rh);
 	free(r->hbuf);
+	free(r->hdrs);
 	if (r->body_in)
 		evbuffer_free(r->body_in);
 	if (r->replay)

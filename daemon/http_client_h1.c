@@ -42,17 +42,20 @@ static struct http_client_h1 *h1_pool(struct http_client *c)
 
 static struct http_client_h1_host *h1_host_for(struct http_client_h1 *pool, struct http_client_req *r)
 {
+	const char *host = r->url + r->h1_host;
+	for (struct http_client_h1_host *h = pool->hosts; h; h = h->next)
+		if (h->port == r->h1_port && h->hostlen == r->h1_hostlen && memcmp(h->key, host, h->hostlen) == 0)
+			return h;
 	char key[80];
-	int n = snprintf(key, sizeof(key), "%.*s:%u", (int)r->h1_hostlen, r->url + r->h1_host, r->h1_port);
+	int n = snprintf(key, sizeof(key), "%.*s:%u", (int)r->h1_hostlen, host, r->h1_port);
 	if (n < 0 || (size_t)n >= sizeof(key))
 		return NULL;
-	for (struct http_client_h1_host *h = pool->hosts; h; h = h->next)
-		if (strcmp(h->key, key) == 0)
-			return h;
 	struct http_client_h1_host *h = calloc(1, sizeof(*h));
 	if (!h)
 		return NULL;
 	memcpy(h->key, key, (size_t)n + 1);
+	h->hostlen = r->h1_hostlen;
+	h->port = r->h1_port;
 	if (r->h1_port == 80)
 		snprintf(h->hdr, sizeof(h->hdr), "%.*s", (int)r->h1_hostlen, r->url + r->h1_host);
 	else

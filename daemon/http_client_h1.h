@@ -33,6 +33,8 @@ enum http_client_h1_state {
 struct http_client_h1_host {
 	struct http_client_h1_host *next;
 	char key[80];  /* host (as in the URL) ":" port */
+	size_t hostlen;
+	uint16_t port;
 	char hdr[80];  /* Host header value */
 	struct sockaddr_storage addr[2];
 	socklen_t addrlen[2];

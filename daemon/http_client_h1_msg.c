@@ -111,13 +111,16 @@ int http_client_h1_msg_head(struct http_client_h1_conn *k)
 	const char *path = r->url + r->h1_path, *ua = pool->c->user_agent;
 	size_t need = strlen(r->method) + strlen(path) + strlen(k->host->hdr) + strlen(ua) + 96;
 	bool own_host = true, own_ua = true, own_accept = true;
-	for (struct curl_slist *l = r->headers; l; l = l->next) {
-		need += strlen(l->data) + 3;
-		if (strncasecmp(l->data, "Host", 4) == 0 && (l->data[4] == ':' || l->data[4] == ';'))
+	for (size_t at = 0; at < r->hdrs_len;) {
+		const char *h = r->hdrs + at;
+		size_t n = strlen(h);
+		at += n + 1;
+		need += n + 3;
+		if (strncasecmp(h, "Host", 4) == 0 && (h[4] == ':' || h[4] == ';'))
 			own_host = false;
-		else if (strncasecmp(l->data, "User-Agent", 10) == 0 && (l->data[10] == ':' || l->data[10] == ';'))
+		else if (strncasecmp(h, "User-Agent", 10) == 0 && (h[10] == ':' || h[10] == ';'))
 			own_ua = false;
-		else if (strncasecmp(l->data, "Accept", 6) == 0 && (l->data[6] == ':' || l->data[6] == ';'))
+		else if (strncasecmp(h, "Accept", 6) == 0 && (h[6] == ':' || h[6] == ';'))
 			own_accept = false;
 	}
 	if (!h1_wbuf_fit(pool, need))
@@ -145,14 +148,14 @@ int http_client_h1_msg_head(struct http_client_h1_conn *k)
 	}
 	if (own_accept)
 		H1_PUT("Accept: */*\r\n", 13);
-	for (struct curl_slist *l = r->headers; l; l = l->next) {
-		const char *sep = l->data + strcspn(l->data, ":;");
+	for (size_t at = 0; at < r->hdrs_len; at += strlen(r->hdrs + at) + 1) {
+		const char *hd = r->hdrs + at, *sep = hd + strcspn(hd, ":;");
 		if (!*sep)
 			continue;
 		if (*sep == ';') { /* "Name;" = the header with an empty value */
 			if (sep[strspn(sep + 1, " ") + 1])
 				continue;
-			H1_PUT(l->data, (size_t)(sep - l->data));
+			H1_PUT(hd, (size_t)(sep - hd));
 			H1_PUT(":\r\n", 3);
 			continue;
 		}
@@ -161,8 +164,8 @@ int http_client_h1_msg_head(struct http_client_h1_conn *k)
 			v++;
 		if (!*v)
 			continue; /* "Name:" removes a header libcurl would add */
-		n = strlen(l->data);
-		H1_PUT(l->data, n);
+		n = strlen(hd);
+		H1_PUT(hd, n);
 		H1_PUT("\r\n", 2);
 	}
 	k->chunked = false;

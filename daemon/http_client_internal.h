@@ -42,6 +42,10 @@ struct http_client_req {
 	CURL *easy;
 	char *method, *url, *log_target; /* log_target: host + path, never userinfo or query */
 	const char *upstream;
+	/* The caller's headers as "Name: value" (or "Name; " for an empty value) strings one after
+	 * another, NUL-terminated; kept with a pooled struct. curl gets a list made from them. */
+	char *hdrs;
+	size_t hdrs_len, hdrs_cap;
 	struct curl_slist *headers;
 	struct http_client_cbs cbs;
 	void *arg;

@@ -21,9 +21,12 @@
 
 /* Headers the client sets itself (body framing) or that are hop-by-hop: a forwarder copying an
  * application's request must not pass them on, and HTTP/2 forbids most of them. */
-static const char *const http_client_req_managed[] = {
-	"Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Proxy-Connection",
-	"TE",             "Upgrade",           "Expect",     "Trailer",
+static const struct {
+	const char *s;
+	size_t n;
+} http_client_req_managed[] = {
+	{ "Content-Length", 14 }, { "Transfer-Encoding", 17 }, { "Connection", 10 }, { "Keep-Alive", 10 },
+	{ "Proxy-Connection", 16 }, { "TE", 2 }, { "Upgrade", 7 }, { "Expect", 6 }, { "Trailer", 7 },
 };
 
 /* host + path of the URL for log lines; userinfo and the query (signatures, upload ids) are
@@ -75,8 +78,8 @@ static bool http_client_req_token(const char *s)
 	if (!*s)
 		return false;
 	for (; *s; s++)
-		if (!strchr("!#$%&'*+-.^_`|~", *s) && !((*s >= '0' && *s <= '9') || (*s >= 'A' && *s <= 'Z') ||
-							 (*s >= 'a' && *s <= 'z')))
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+		      (*s && strchr("!#$%&'*+-.^_`|~", *s))))
 			return false;
 	return true;
 }
@@ -104,6 +107,8 @@ struct http_client_req *http_client_req_create(struct http_client *c, const char
 		r->caprh = keep.caprh;
 		r->hbuf = keep.hbuf;
 		r->hcap = keep.hcap;
+		r->hdrs = keep.hdrs;
+		r->hdrs_cap = keep.hdrs_cap;
 	} else {
 		r = calloc(1, sizeof(*r));
 		if (!r)
@@ -147,28 +152,33 @@ int http_client_req_header(struct http_client_req *r, const char *name, const ch
 {
 	if (r->state != HTTP_CLIENT_REQ_NEW || !http_client_req_token(name) || strpbrk(value, "\r\n"))
 		return -1;
-	for (size_t i = 0; i < sizeof(http_client_req_managed) / sizeof(*http_client_req_managed); i++)
-		if (strcasecmp(name, http_client_req_managed[i]) == 0)
-			return 0;
 	size_t nlen = strlen(name), vlen = strlen(value);
-	char small[512], *line = nlen + vlen + 3 <= sizeof(small) ? small : malloc(nlen + vlen + 3);
-	if (!line)
-		return -1;
+	for (size_t i = 0; i < sizeof(http_client_req_managed) / sizeof(*http_client_req_managed); i++)
+		if (http_client_req_managed[i].n == nlen && strcasecmp(name, http_client_req_managed[i].s) == 0)
+			return 0;
+	size_t need = r->hdrs_len + nlen + vlen + 3;
+	if (need > r->hdrs_cap) {
+		size_t cap = r->hdrs_cap ? r->hdrs_cap : 512;
+		while (cap < need)
+			cap *= 2;
+		char *n = malloc(cap); /* (not realloc: the old copy may hold a token, it is wiped) */
+		if (!n)
+			return -1;
+		if (r->hdrs) {
+			memcpy(n, r->hdrs, r->hdrs_len);
+			explicit_bzero(r->hdrs, r->hdrs_len);
+			free(r->hdrs);
+		}
+		r->hdrs = n;
+		r->hdrs_cap = cap;
+	}
+	char *line = r->hdrs + r->hdrs_len;
 	memcpy(line, name, nlen);
 	/* "Name:" alone would tell curl to drop the header; "Name;" sends it empty. */
 	line[nlen] = vlen ? ':' : ';';
 	line[nlen + 1] = ' ';
 	memcpy(line + nlen + 2, value, vlen + 1);
-	struct curl_slist *l = curl_slist_append(r->headers, line);
-	if (line != small) {
-		explicit_bzero(line, nlen + vlen + 2); /* may be a token */
-		free(line);
-	} else {
-		explicit_bzero(small, nlen + vlen + 2);
-	}
-	if (!l)
-		return -1;
-	r->headers = l;
+	r->hdrs_len = need;
 	return 0;
 }
 
@@ -176,16 +186,16 @@ void http_client_req_header_remove(struct http_client_req *r, const char *name)
 {
 	if (r->state != HTTP_CLIENT_REQ_NEW)
 		return; /* curl holds the list of a started request */
-	size_t nlen = strlen(name);
-	struct curl_slist **pp = &r->headers;
-	while (*pp) {
-		struct curl_slist *h = *pp;
-		if (strncasecmp(h->data, name, nlen) == 0 && (h->data[nlen] == ':' || h->data[nlen] == ';')) {
-			*pp = h->next;
-			h->next = NULL;
-			curl_slist_free_all(h);
+	size_t nlen = strlen(name), at = 0;
+	while (at < r->hdrs_len) {
+		char *h = r->hdrs + at;
+		size_t len = strlen(h) + 1;
+		if (strncasecmp(h, name, nlen) == 0 && (h[nlen] == ':' || h[nlen] == ';')) {
+			memmove(h, h + len, r->hdrs_len - at - len);
+			r->hdrs_len -= len;
+			explicit_bzero(r->hdrs + r->hdrs_len, len);
 		} else {
-			pp = &h->next;
+			at += len;
 		}
 	}
 }
@@ -305,6 +315,12 @@ static int http_client_req_setup(struct http_client_req *r)
 	CURL *e = http_client_req_easy(r);
 	if (!e)
 		return -1;
+	for (size_t at = 0; at < r->hdrs_len; at += strlen(r->hdrs + at) + 1) {
+		struct curl_slist *l = curl_slist_append(r->headers, r->hdrs + at);
+		if (!l)
+			return -1;
+		r->headers = l;
+	}
 	/* "Expect:" with no value removes curl's own Expect: 100-continue, which would make every
 	 * large or streamed upload wait up to a second for an answer many servers never send. */
 	struct curl_slist *l = curl_slist_append(r->headers, "Expect:");
@@ -665,8 +681,9 @@ int http_client_req_seek_cb(void *arg, curl_off_t offset, int origin)
 
 const char *http_client_resp_header(const struct http_client_req *r, const char *name)
 {
+	char c0 = (char)(name[0] | 0x20); /* the initial rules out most before strcasecmp */
 	for (size_t i = 0; i < r->nrh; i++)
-		if (strcasecmp(r->hbuf + r->rh[i].name, name) == 0)
+		if ((r->hbuf[r->rh[i].name] | 0x20) == c0 && strcasecmp(r->hbuf + r->rh[i].name, name) == 0)
 			return r->hbuf + r->rh[i].value;
 	return NULL;
 }
