@@ -16,19 +16,15 @@
 
 void http_request_reset(struct http_request *r)
 {
-	for (size_t i = 0; i < r->nheaders; i++) {
-		free(r->headers[i].name);
-		free(r->headers[i].value);
-	}
-	r->nheaders = 0;
-	free(r->target);
-	free(r->path);
 	struct evbuffer *body = r->body, *rh = r->resp_headers;
 	struct http_header *headers = r->headers;
-	size_t cap = r->capheaders;
+	size_t cap = r->capheaders, head_cap = r->head_cap;
+	char *head = r->head;
 	memset(r, 0, sizeof(*r));
 	r->headers = headers;
 	r->capheaders = cap;
+	r->head = head;
+	r->head_cap = head_cap;
 	r->body = body ? body : evbuffer_new();
 	r->resp_headers = rh ? rh : evbuffer_new();
 	evbuffer_drain(r->body, evbuffer_get_length(r->body));
@@ -41,6 +37,7 @@ void http_request_free(struct http_request *r)
 {
 	http_request_reset(r);
 	free(r->headers);
+	free(r->head);
 	evbuffer_free(r->body);
 	evbuffer_free(r->resp_headers);
 	free(r);
@@ -75,8 +72,9 @@ const struct http_route *http_request_route(const struct http_request *r)
 
 const char *http_request_header(const struct http_request *r, const char *name)
 {
+	char c0 = (char)(name[0] | 0x20); /* the initial rules out most before strcasecmp */
 	for (size_t i = 0; i < r->nheaders; i++)
-		if (r->headers[i].name && strcasecmp(r->headers[i].name, name) == 0)
+		if (r->headers[i].name && (r->headers[i].name[0] | 0x20) == c0 && strcasecmp(r->headers[i].name, name) == 0)
 			return r->headers[i].value;
 	return NULL;
 }
@@ -174,13 +172,18 @@ const char *http_status_google(int status)
 
 static bool http_hop_by_hop(const char *name)
 {
-	static const char *const hop[] = { "Connection", "Keep-Alive", "Transfer-Encoding", "TE", "Trailer", "Upgrade",
-					   "Proxy-Connection", "Date", "X-Request-Id", "Content-Length" };
+	static const struct {
+		const char *s;
+		size_t n;
+	} hop[] = { { "Connection", 10 },	 { "Keep-Alive", 10 }, { "Transfer-Encoding", 17 }, { "TE", 2 },
+		    { "Trailer", 7 },		 { "Upgrade", 7 },	{ "Proxy-Connection", 16 },  { "Date", 4 },
+		    { "X-Request-Id", 12 }, { "Content-Length", 14 } };
 	char c0 = (char)(name[0] | 0x20); /* the initials above: most names fail this one test */
 	if (c0 != 'c' && c0 != 'k' && c0 != 't' && c0 != 'u' && c0 != 'p' && c0 != 'd' && c0 != 'x')
 		return false;
+	size_t nlen = strlen(name);
 	for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-		if (strcasecmp(name, hop[i]) == 0)
+		if (hop[i].n == nlen && strcasecmp(name, hop[i].s) == 0)
 			return true;
 	return false;
 }

@@ -633,93 +633,11 @@ static int http_on_message_begin(http_parser *p)
 	c->req = http_conn_new_request(c);
 	c->head_bytes = 0;
 	c->head_overflow = false;
-	c->last_was_value = false;
-	return c->req ? 0 : -1;
-}
-
-static int http_head_append(struct http_conn *c, char **dst, const char *at, size_t len)
-{
-	c->head_bytes += len;
-	if (c->head_bytes > c->srv->lim.max_header_size) {
-		c->head_overflow = true;
+	c->piece = HTTP_PIECE_NONE;
+	if (!c->req)
 		return -1;
-	}
-	size_t old = *dst ? strlen(*dst) : 0;
-	char *n = realloc(*dst, old + len + 1);
-	if (!n)
-		return -1;
-	memcpy(n + old, at, len);
-	n[old + len] = '\0';
-	*dst = n;
+	c->req->target_at = SIZE_MAX; /* no target yet */
 	return 0;
-}
-
-static int http_on_url(http_parser *p, const char *at, size_t len)
-{
-	struct http_conn *c = p->data;
-	return http_head_append(c, &c->req->target, at, len);
-}
-
-static int http_on_header_field(http_parser *p, const char *at, size_t len)
-{
-	struct http_conn *c = p->data;
-	struct http_request *r = c->req;
-	if (c->last_was_value || r->nheaders == 0) {
-		if (r->nheaders == r->capheaders) {
-			size_t cap = r->capheaders ? r->capheaders * 2 : 16;
-			struct http_header *n = realloc(r->headers, cap * sizeof(*n));
-			if (!n)
-				return -1;
-			r->headers = n;
-			r->capheaders = cap;
-		}
-		r->headers[r->nheaders].name = NULL;
-		r->headers[r->nheaders].value = NULL;
-		r->nheaders++;
-		c->last_was_value = false;
-	}
-	c->head_bytes += 4; /* ": " and CRLF count toward the limit */
-	return http_head_append(c, &r->headers[r->nheaders - 1].name, at, len);
-}
-
-static int http_on_header_value(http_parser *p, const char *at, size_t len)
-{
-	struct http_conn *c = p->data;
-	struct http_request *r = c->req;
-	c->last_was_value = true;
-	return http_head_append(c, &r->headers[r->nheaders - 1].value, at, len);
-}
-
-static bool http_request_id_ok(const char *v)
-{
-	size_t n = strlen(v);
-	if (n == 0 || n > 128)
-		return false;
-	for (; *v; v++)
-		if (*v < 0x21 || *v > 0x7e)
-			return false;
-	return true;
-}
-
-static uint64_t http_server_random(struct http_server *s)
-{
-	/* xorshift128+: request ids need uniqueness, not secrecy */
-	uint64_t x = s->rng[0], y = s->rng[1];
-	s->rng[0] = y;
-	x ^= x << 23;
-	s->rng[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
-	return s->rng[1] + y;
-}
-
-/* 32 hex digits and a NUL (snprintf's %016llx, without vfprintf's cost on every request). */
-static void http_server_hex_id(char *out, uint64_t a, uint64_t b)
-{
-	static const char hex[] = "0123456789abcdef";
-	for (int i = 15; i >= 0; i--, a >>= 4)
-		out[i] = hex[a & 15];
-	for (int i = 31; i >= 16; i--, b >>= 4)
-		out[i] = hex[b & 15];
-	out[32] = '\0';
 }
 
 static int http_on_headers_complete(http_parser *p)
@@ -727,27 +645,12 @@ static int http_on_headers_complete(http_parser *p)
 	struct http_conn *c = p->data;
 	struct http_server *s = c->srv;
 	struct http_request *r = c->req;
-	for (size_t i = 0; i < r->nheaders; i++) {
-		if (!r->headers[i].value)
-			r->headers[i].value = strdup("");
-		if (!r->headers[i].name || !r->headers[i].value)
-			return -1;
-	}
+	if (http_head_done(c) != 0)
+		return -1;
 	snprintf(r->method, sizeof(r->method), "%s", http_method_str((enum http_method)p->method));
 	r->head_method = p->method == HTTP_HEAD;
-	if (!r->target)
-		r->target = strdup("/");
-	char *q = strchr(r->target, '?');
-	r->path = q ? strndup(r->target, (size_t)(q - r->target)) : strdup(r->target);
-	r->query = q ? q + 1 : "";
-	if (!r->path)
-		return -1;
 	r->content_length = (p->flags & F_CHUNKED) ? -1 : (p->flags & F_CONTENTLENGTH) ? (int64_t)p->content_length : 0;
-	const char *rid = http_request_header(r, "X-Request-Id");
-	if (rid && http_request_id_ok(rid))
-		snprintf(r->id, sizeof(r->id), "%s", rid);
-	else
-		http_server_hex_id(r->id, http_server_random(s), http_server_random(s));
+	http_head_request_id(s, r);
 	c->keep_alive = http_should_keep_alive(p) && !s->draining;
 	c->state = HTTP_CONN_ACTIVE;
 	evtimer_del(c->timer);
@@ -857,9 +760,9 @@ static int http_on_message_complete(http_parser *p)
 
 static const http_parser_settings http_settings = {
 	.on_message_begin = http_on_message_begin,
-	.on_url = http_on_url,
-	.on_header_field = http_on_header_field,
-	.on_header_value = http_on_header_value,
+	.on_url = http_head_on_url,
+	.on_header_field = http_head_on_header_field,
+	.on_header_value = http_head_on_header_value,
 	.on_headers_complete = http_on_headers_complete,
 	.on_body = http_on_body,
 	.on_message_complete = http_on_message_complete,
