@@ -109,7 +109,9 @@ enum http_conn_state {
 struct http_conn {
 	struct http_conn *next, *prev;
 	struct http_server *srv;
-	struct bufferevent *bev;
+	struct bufferevent *bev; /* output; input is read by rev into its input buffer */
+	struct event *rev;
+	bool reading;
 	uint64_t id;
 	char peer[64];
 	struct log_src log;
@@ -148,6 +150,8 @@ void http_conn_response_done(struct http_conn *c);
 void http_conn_flush(struct http_conn *c);
 void http_conn_close(struct http_conn *c);
 void http_conn_close_after_flush(struct http_conn *c);
+/* Whether the socket is read (back-pressure, closing). */
+void http_conn_reading(struct http_conn *c, bool on);
 void http_server_record(struct http_server *s, struct http_request *r);
 
 #endif

@@ -1,5 +1,6 @@
-/* HTTP requests as handlers see them and the responses they write: headers, known-length or
- * chunked bodies, whole JSON answers, Google-shaped errors, and per-route metrics. */
+/* HTTP requests as handlers see them (headers, body flow control) and the responses they write:
+ * headers, known-length or chunked bodies, whole JSON answers, Google-shaped errors, and
+ * per-route metrics. */
 #include "http_internal.h"
 
 #include <stdarg.h>
@@ -10,6 +11,7 @@
 #include <time.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <event2/bufferevent.h>
 
 /* --- request lifecycle --- */
@@ -442,4 +444,56 @@ void http_server_record(struct http_server *s, struct http_request *r)
 		metrics_observe(e->duration, (double)(now.tv_sec - r->start.tv_sec) +
 						     (double)(now.tv_nsec - r->start.tv_nsec) / 1e9);
 	}
+}
+
+/* --- body flow control, called by handlers --- */
+
+void http_request_body_pause(struct http_request *r)
+{
+	r->body_paused = true;
+}
+
+void http_request_body_resume(struct http_request *r)
+{
+	struct http_conn *c = r->conn;
+	if (!r->body_paused && !c->read_blocked)
+		return;
+	r->body_paused = false;
+	if (r->on_body && evbuffer_get_length(r->body) > 0 && !r->resp_ended) {
+		r->on_body(r, r->body, r->body_arg);
+		if (c->dead || c->req != r)
+			return;
+	}
+	if (r->body_done && r->on_end) {
+		http_event_fn fn = r->on_end;
+		r->on_end = NULL;
+		fn(r, r->body_arg);
+		return;
+	}
+	if (c->read_blocked && evbuffer_get_length(r->body) <= c->srv->lim.body_high_water / 2) {
+		c->read_blocked = false;
+		http_conn_reading(c, true);
+		event_active(c->resume_ev, 0, 0);
+	}
+}
+
+void http_request_set_body_handlers(struct http_request *r, http_body_fn on_body, http_event_fn on_end, void *arg)
+{
+	r->on_body = on_body;
+	r->on_end = on_end;
+	r->body_arg = arg;
+	/* body that arrived before the handler asked for it */
+	if (!r->in_handler && evbuffer_get_length(r->body) > 0 && on_body)
+		http_request_body_resume(r);
+}
+
+struct evbuffer *http_request_body_buffer(struct http_request *r)
+{
+	return r->body;
+}
+
+void http_request_set_abort_handler(struct http_request *r, http_event_fn on_abort, void *arg)
+{
+	r->on_abort = on_abort;
+	r->abort_arg = arg;
 }

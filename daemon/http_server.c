@@ -20,6 +20,7 @@
 #include <event2/event.h>
 
 #define HTTP_OUT_LOW_WATER (64 * 1024)
+#define HTTP_READ_SIZE (64 * 1024)
 
 static const http_parser_settings http_settings;
 
@@ -185,6 +186,10 @@ void http_conn_close(struct http_conn *c)
 		r->on_abort = NULL;
 		fn(r, r->abort_arg);
 	}
+	if (c->rev) {
+		event_free(c->rev); /* before the bufferevent closes the socket */
+		c->rev = NULL;
+	}
 	if (c->bev) {
 		bufferevent_free(c->bev);
 		c->bev = NULL;
@@ -274,7 +279,7 @@ void http_conn_close_after_flush(struct http_conn *c)
 		return;
 	c->keep_alive = false;
 	c->state = HTTP_CONN_CLOSING;
-	bufferevent_disable(c->bev, EV_READ);
+	http_conn_reading(c, false);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
 		http_conn_close(c);
 		return;
@@ -298,6 +303,7 @@ static void http_conn_fail(struct http_conn *c, int status, struct metric_series
 }
 
 static void http_conn_process(struct http_conn *c);
+static void http_conn_on_event(struct bufferevent *bev, short what, void *arg);
 static void http_conn_on_drain(evutil_socket_t fd, short what, void *arg);
 
 static void http_conn_on_resume(evutil_socket_t fd, short what, void *arg)
@@ -379,6 +385,40 @@ static void http_conn_on_read(struct bufferevent *bev, void *arg)
 	http_conn_flush(c);
 }
 
+/* The socket is read here, not by the bufferevent (which keeps the output side): libevent's
+ * evbuffer_read asks FIONREAD before every read, one system call per request for nothing. */
+static void http_conn_on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer_iovec v;
+	if (evbuffer_reserve_space(in, HTTP_READ_SIZE, &v, 1) < 1) {
+		http_conn_close(c);
+		return;
+	}
+	ssize_t n = recv(fd, v.iov_base, v.iov_len, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) {
+		http_conn_on_event(c->bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), c);
+		return;
+	}
+	v.iov_len = (size_t)n;
+	evbuffer_commit_space(in, &v, 1);
+	http_conn_on_read(c->bev, c);
+}
+
+void http_conn_reading(struct http_conn *c, bool on)
+{
+	if (!c->rev || on == c->reading)
+		return;
+	c->reading = on;
+	if (on)
+		event_add(c->rev, NULL);
+	else
+		event_del(c->rev);
+}
+
 static void http_conn_on_write(struct bufferevent *bev, void *arg)
 {
 	struct http_conn *c = arg;
@@ -408,7 +448,7 @@ static void http_conn_on_event(struct bufferevent *bev, short what, void *arg)
 		/* A client that half-closes after a complete request still gets its answer. */
 		if (r && r->body_done && !r->resp_ended && c->state == HTTP_CONN_ACTIVE) {
 			c->keep_alive = false;
-			bufferevent_disable(bev, EV_READ);
+			http_conn_reading(c, false);
 			return;
 		}
 	}
@@ -486,10 +526,13 @@ void http_server_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, http_conn_on_readable, c);
 	c->timer = evtimer_new(s->base, http_conn_on_timer, c);
 	c->resume_ev = event_new(s->base, -1, 0, http_conn_on_resume, c);
 	c->drain_ev = event_new(s->base, -1, 0, http_conn_on_drain, c);
-	if (!c->bev || !c->timer || !c->resume_ev || !c->drain_ev) {
+	if (!c->bev || !c->rev || !c->timer || !c->resume_ev || !c->drain_ev) {
+		if (c->rev)
+			event_free(c->rev);
 		if (c->bev)
 			bufferevent_free(c->bev);
 		else
@@ -516,9 +559,11 @@ void http_server_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen
 	metrics_add(s->m_conns_total, 1);
 	bufferevent_setcb(c->bev, http_conn_on_read, http_conn_on_write, http_conn_on_event, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, HTTP_OUT_LOW_WATER, 0);
-	/* EV_WRITE (on by default) only while output waits on a full socket */
-	bufferevent_disable(c->bev, EV_WRITE);
-	bufferevent_enable(c->bev, EV_READ);
+	/* EV_WRITE (on by default) only while output waits on a full socket; reading is ours, so the
+	 * input's end, which a socket bufferevent keeps frozen outside its own reads, is thawed */
+	bufferevent_disable(c->bev, EV_WRITE | EV_READ);
+	evbuffer_unfreeze(bufferevent_get_input(c->bev), 0);
+	http_conn_reading(c, true);
 	http_conn_arm_timer(c, s->lim.header_timeout_ms);
 	if (s->nconns > s->lim.max_connections || s->draining) {
 		/* over the limit: answer 503 from a throwaway request and close */
@@ -532,7 +577,7 @@ void http_server_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen
 		c->req->conn = c;
 		snprintf(c->req->method, sizeof(c->req->method), "?");
 		c->keep_alive = false;
-		bufferevent_disable(c->bev, EV_READ);
+		http_conn_reading(c, false);
 		if (!s->draining)
 			metrics_add(s->m_err_conns, 1);
 		http_response_error(c->req, 503, "%s", s->draining ? "shutting down" : "too many connections");
@@ -696,7 +741,7 @@ static void http_request_deliver(struct http_request *r)
 		if (!c->read_blocked) {
 			c->read_blocked = true;
 			http_parser_pause(&c->parser, 1);
-			bufferevent_disable(c->bev, EV_READ);
+			http_conn_reading(c, false);
 		}
 	}
 }
@@ -767,55 +812,3 @@ static const http_parser_settings http_settings = {
 	.on_body = http_on_body,
 	.on_message_complete = http_on_message_complete,
 };
-
-/* --- body flow control, called by handlers --- */
-
-void http_request_body_pause(struct http_request *r)
-{
-	r->body_paused = true;
-}
-
-void http_request_body_resume(struct http_request *r)
-{
-	struct http_conn *c = r->conn;
-	if (!r->body_paused && !c->read_blocked)
-		return;
-	r->body_paused = false;
-	if (r->on_body && evbuffer_get_length(r->body) > 0 && !r->resp_ended) {
-		r->on_body(r, r->body, r->body_arg);
-		if (c->dead || c->req != r)
-			return;
-	}
-	if (r->body_done && r->on_end) {
-		http_event_fn fn = r->on_end;
-		r->on_end = NULL;
-		fn(r, r->body_arg);
-		return;
-	}
-	if (c->read_blocked && evbuffer_get_length(r->body) <= c->srv->lim.body_high_water / 2) {
-		c->read_blocked = false;
-		bufferevent_enable(c->bev, EV_READ);
-		event_active(c->resume_ev, 0, 0);
-	}
-}
-
-void http_request_set_body_handlers(struct http_request *r, http_body_fn on_body, http_event_fn on_end, void *arg)
-{
-	r->on_body = on_body;
-	r->on_end = on_end;
-	r->body_arg = arg;
-	/* body that arrived before the handler asked for it */
-	if (!r->in_handler && evbuffer_get_length(r->body) > 0 && on_body)
-		http_request_body_resume(r);
-}
-
-struct evbuffer *http_request_body_buffer(struct http_request *r)
-{
-	return r->body;
-}
-
-void http_request_set_abort_handler(struct http_request *r, http_event_fn on_abort, void *arg)
-{
-	r->on_abort = on_abort;
-	r->abort_arg = arg;
-}
