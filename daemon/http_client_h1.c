@@ -352,14 +352,20 @@ static bool h1_resend(struct http_client_h1_conn *k)
 static void h1_pull(struct http_client_h1_conn *k)
 {
 	struct http_client_req *r = k->r;
-	char *buf = k->pool->pbuf;
 	while (r && !k->send_done && !k->stop_send && !k->pending && !r->curl_send_paused &&
 	       evbuffer_get_length(k->out) < H1_OUT_HIGH) {
 		if (!r->has_body) {
 			k->send_done = true;
 			break;
 		}
-		size_t got = http_client_req_read_cb(buf, 1, sizeof(k->pool->pbuf), r);
+		/* A chunk's size goes before its bytes: it is what is queued now, up to the limit. */
+		size_t avail = evbuffer_get_length(r->body_in), want = avail < H1_OUT_HIGH ? avail : H1_OUT_HIGH;
+		if (k->chunked && want) {
+			char hex[20];
+			int m = snprintf(hex, sizeof(hex), "%zx\r\n", want);
+			evbuffer_add(k->out, hex, (size_t)m);
+		}
+		size_t got = http_client_req_read_into(r, k->out, want ? want : H1_OUT_HIGH);
 		if (got == CURL_READFUNC_PAUSE)
 			break;
 		if (got == CURL_READFUNC_ABORT) {
@@ -372,12 +378,6 @@ static void h1_pull(struct http_client_h1_conn *k)
 			k->send_done = true;
 			break;
 		}
-		if (k->chunked) {
-			char hex[20];
-			int m = snprintf(hex, sizeof(hex), "%zx\r\n", got);
-			evbuffer_add(k->out, hex, (size_t)m);
-		}
-		evbuffer_add(k->out, buf, got);
 		if (k->chunked)
 			evbuffer_add(k->out, "\r\n", 2);
 	}

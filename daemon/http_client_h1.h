@@ -79,7 +79,6 @@ struct http_client_h1 {
 	struct http_client_h1_conn *conns;
 	size_t nidle;
 	char rbuf[HTTP_CLIENT_H1_READ_SIZE]; /* one recv() at a time, parsed at once */
-	char pbuf[16 * 1024];    /* request body bytes on their way to a connection's output */
 	char *wbuf; /* the request head being built */
 	size_t wcap;
 };

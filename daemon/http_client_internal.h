@@ -164,6 +164,8 @@ size_t http_client_req_header_cb(char *buf, size_t size, size_t n, void *arg);
 size_t http_client_req_write_cb(char *buf, size_t size, size_t n, void *arg);
 size_t http_client_req_read_cb(char *buf, size_t size, size_t n, void *arg);
 int http_client_req_seek_cb(void *arg, curl_off_t offset, int origin);
+/* The read callback for http_client_h1.c: body bytes moved into dst, same return values. */
+size_t http_client_req_read_into(struct http_client_req *r, struct evbuffer *dst, size_t max);
 /* Hands the consumer the response bytes waiting in r->chunk (depth-guarded). */
 void http_client_req_deliver(struct http_client_req *r);
 /* One response header, trimmed and stored (both transports). */

@@ -621,9 +621,10 @@ size_t http_client_req_write_cb(char *buf, size_t size, size_t n, void *arg)
 	return r->cancelled ? 0 : len;
 }
 
-size_t http_client_req_read_cb(char *buf, size_t size, size_t n, void *arg)
+/* The read callback's work for both transports: up to `max` body bytes copied to buf (curl) or
+ * moved to dst (http_client_h1.c: evbuffer chains change hands, no copy unless kept for replay). */
+static size_t http_client_req_take(struct http_client_req *r, char *buf, struct evbuffer *dst, size_t max)
 {
-	struct http_client_req *r = arg;
 	if (r->cancelled)
 		return CURL_READFUNC_ABORT;
 	size_t avail = evbuffer_get_length(r->body_in);
@@ -642,11 +643,28 @@ size_t http_client_req_read_cb(char *buf, size_t size, size_t n, void *arg)
 		}
 		return CURL_READFUNC_PAUSE;
 	}
-	int got = evbuffer_remove(r->body_in, buf, size * n);
+	size_t at = dst ? evbuffer_get_length(dst) : 0;
+	int got = buf ? evbuffer_remove(r->body_in, buf, max) : evbuffer_remove_buffer(r->body_in, dst, max);
 	if (got <= 0)
 		return CURL_READFUNC_ABORT;
 	if (r->keep_replay && r->replayable && evbuffer_get_length(r->replay) + (size_t)got <= r->replay_max) {
-		evbuffer_add(r->replay, buf, (size_t)got);
+		if (buf) {
+			evbuffer_add(r->replay, buf, (size_t)got);
+		} else {
+			struct evbuffer_ptr p;
+			struct evbuffer_iovec v[16];
+			evbuffer_ptr_set(dst, &p, at, EVBUFFER_PTR_SET);
+			for (size_t left = (size_t)got; left;) {
+				int nv = evbuffer_peek(dst, (ev_ssize_t)left, &p, v, 16);
+				for (int i = 0; i < nv && i < 16 && left; i++) {
+					size_t k = v[i].iov_len < left ? v[i].iov_len : left;
+					evbuffer_add(r->replay, v[i].iov_base, k);
+					left -= k;
+					at += k;
+				}
+				evbuffer_ptr_set(dst, &p, at, EVBUFFER_PTR_SET);
+			}
+		}
 	} else if (r->replayable) {
 		/* Handed over without a copy: from here on this request is never replayed. */
 		evbuffer_drain(r->replay, evbuffer_get_length(r->replay));
@@ -659,6 +677,16 @@ size_t http_client_req_read_cb(char *buf, size_t size, size_t n, void *arg)
 		http_client_req_defer(r);
 	}
 	return (size_t)got;
+}
+
+size_t http_client_req_read_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	return http_client_req_take(arg, buf, NULL, size * n);
+}
+
+size_t http_client_req_read_into(struct http_client_req *r, struct evbuffer *dst, size_t max)
+{
+	return http_client_req_take(r, NULL, dst, max);
 }
 
 /* curl rewinds the body when it resends a request by itself (a reused connection found dead).
