@@ -58,6 +58,7 @@ static int core_services_start(struct core *c)
 		.retry_window_ms = uc->retry_window,
 		.max_attempts = (int)uc->max_attempts,
 		.retry_after_max_ms = uc->retry_after_max,
+		.curl_only = !uc->own_http1,
 	};
 	c->http_client = http_client_create(c->base, c->metrics, &opts);
 	if (!c->http_client)

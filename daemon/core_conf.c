@@ -140,14 +140,19 @@ static const struct conf_key core_conf_upstream_keys[] = {
 	  "ones are sent once." },
 	{ "max_host_connections", CONF_INT, 0, UC(max_host_connections), "0", 0, 100000, NULL, NULL,
 	  "Connections per upstream host; 0 = unbounded (HTTP/2 multiplexes requests anyway)." },
+	{ "own_http1", CONF_BOOL, 0, UC(own_http1), "true", 0, 0, NULL, NULL,
+	  "Plain http:// upstreams named by an IP address or localhost (emulators, local gateways) "
+	  "are spoken to by tether's own HTTP/1.1 client, at a third of libcurl's CPU per request; "
+	  "https:// always uses libcurl (HTTP/2, TLS). false: libcurl for everything." },
 	{ NULL }
 };
 
 const struct conf_table core_conf_upstream = {
 	.name = "upstream",
 	.desc = "The shared HTTP client tether calls Google with (forwarding, tokens): libcurl on the "
-		"event loop, connection reuse, HTTP/2, and retries of idempotent requests on connection "
-		"errors, 408, 429 and 5xx. Keys need a restart.",
+		"event loop (own_http1: its own HTTP/1.1 client for plain http:// to local upstreams), "
+		"connection reuse, HTTP/2, and retries of idempotent requests on connection errors, 408, "
+		"429 and 5xx. Keys need a restart.",
 	.keys = core_conf_upstream_keys,
 	.size = sizeof(struct upstream_conf),
 };

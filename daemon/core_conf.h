@@ -45,6 +45,7 @@ struct upstream_conf {
 	int64_t retry_after_max; /* ms */
 	uint64_t replay_max;
 	int64_t max_host_connections;
+	bool own_http1;
 };
 
 extern const struct conf_table core_conf_log, core_conf_admin, core_conf_http, core_conf_daemon,

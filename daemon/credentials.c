@@ -68,6 +68,8 @@ struct credentials {
 	bool prefetch;
 	struct cred_cache *caches, *default_cache;
 	size_t ncaches;
+	char *memo_scopes; /* the last scopes string looked up, as given, and its cache: the */
+	struct cred_cache *memo_cache; /* forwarders ask with the same string every request */
 	struct cred_wait_list pending; /* waiters before their first look */
 	uint64_t seq;
 	struct metric *m_failures;
@@ -414,11 +416,19 @@ static struct cred_cache *cred_cache_for_scopes(struct credentials *cr, const ch
 {
 	if (!scopes || !*scopes)
 		return cr->default_cache;
+	if (cr->memo_scopes && strcmp(cr->memo_scopes, scopes) == 0)
+		return cr->memo_cache; /* (caches live as long as cr) */
 	char *key = credentials_scopes_normalize(scopes);
 	if (!key)
 		return NULL;
 	struct cred_cache *c = *key ? cred_cache_get_key(cr, false, key) : cr->default_cache;
 	free(key);
+	char *memo = c ? strdup(scopes) : NULL;
+	if (memo) {
+		free(cr->memo_scopes);
+		cr->memo_scopes = memo;
+		cr->memo_cache = c;
+	}
 	return c;
 }
 
@@ -723,6 +733,7 @@ void credentials_destroy(struct credentials *cr)
 	}
 	while (cr->pending.head)
 		cred_wait_free(cr->pending.head);
+	free(cr->memo_scopes);
 	credentials_source_deinit(&cr->src);
 	free(cr->default_scopes);
 	free(cr);

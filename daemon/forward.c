@@ -19,6 +19,9 @@
 #include "log.h"
 #include "metrics.h"
 
+/* A header name (of length nlen) against a literal: the length rules out most at once. */
+#define FORWARD_NAME_IS(name, nlen, lit) ((nlen) == sizeof(lit) - 1 && strcasecmp((name), (lit)) == 0)
+
 /* Response bytes queued to a slow client before the upstream transfer is paused. */
 #define FORWARD_RESP_HIGH_WATER (256 * 1024)
 
@@ -279,16 +282,17 @@ static void forward_up_headers(struct http_client_req *up, int status, void *arg
 	for (size_t i = 0; i < n; i++) {
 		const char *name, *value;
 		http_client_resp_header_at(up, i, &name, &value);
-		if (forward_hop_by_hop(name, connection) || strcasecmp(name, "Alt-Svc") == 0)
+		size_t nlen = strlen(name);
+		if (forward_hop_by_hop(name, connection) || FORWARD_NAME_IS(name, nlen, "Alt-Svc"))
 			continue;
-		if (strcasecmp(name, "Content-Length") == 0) {
+		if (FORWARD_NAME_IS(name, nlen, "Content-Length")) {
 			char *end;
 			long long v = strtoll(value, &end, 10);
 			if (!chunked && end != value && *end == '\0' && v >= 0)
 				len = v;
 			continue;
 		}
-		if (f->spec.rewrite_location && strcasecmp(name, "Location") == 0) {
+		if (f->spec.rewrite_location && FORWARD_NAME_IS(name, nlen, "Location")) {
 			char base[300];
 			const char *host = http_request_header(r, "Host");
 			char *loc = NULL;
@@ -390,10 +394,11 @@ static void forward_copy_headers(struct forward_req *fr, struct http_client_req 
 		http_request_header_at(r, i, &name, &value);
 		if (!name || !value || forward_hop_by_hop(name, connection))
 			continue;
-		if (strcasecmp(name, "Host") == 0 || strcasecmp(name, "Content-Length") == 0 ||
-		    strcasecmp(name, "Expect") == 0 || strcasecmp(name, "X-Request-Id") == 0)
+		size_t nlen = strlen(name);
+		if (FORWARD_NAME_IS(name, nlen, "Host") || FORWARD_NAME_IS(name, nlen, "Content-Length") ||
+		    FORWARD_NAME_IS(name, nlen, "Expect") || FORWARD_NAME_IS(name, nlen, "X-Request-Id"))
 			continue;
-		if (strcasecmp(name, "Authorization") == 0 && fr->f->conf->auth_header != FORWARD_AUTH_PASS)
+		if (FORWARD_NAME_IS(name, nlen, "Authorization") && fr->f->conf->auth_header != FORWARD_AUTH_PASS)
 			continue;
 		(void)http_client_req_header(up, name, value); /* -1: not a token / CR LF: dropped */
 	}
@@ -478,6 +483,14 @@ static bool forward_path_ok(const char *path)
 	return true;
 }
 
+/* snprintf(dst, size, "%s", src) without the cost of a printf on every request. */
+static void forward_copy(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 static void forward_on_request(struct http_request *r, void *arg)
 {
 	struct forward *f = arg;
@@ -491,8 +504,8 @@ static void forward_on_request(struct http_request *r, void *arg)
 	fr->r = r;
 	fr->log = (struct log_src){ f->spec.name, http_request_conn_id(r) };
 	clock_gettime(CLOCK_MONOTONIC, &fr->t0);
-	snprintf(fr->method, sizeof(fr->method), "%s", http_request_method(r));
-	snprintf(fr->path, sizeof(fr->path), "%s", http_request_path(r));
+	forward_copy(fr->method, sizeof(fr->method), http_request_method(r));
+	forward_copy(fr->path, sizeof(fr->path), http_request_path(r));
 	fr->next = f->reqs;
 	if (f->reqs)
 		f->reqs->prev = fr;

@@ -10,10 +10,9 @@
 
 const char *const forward_auth_names[] = { "pass", "strip", "reject", NULL };
 
-/* Is `name` one of the comma-separated tokens of a Connection header value? */
-static bool forward_connection_names(const char *connection, const char *name)
+/* Is `name` (nlen long) one of the comma-separated tokens of a Connection header value? */
+static bool forward_connection_names(const char *connection, const char *name, size_t nlen)
 {
-	size_t nlen = strlen(name);
 	const char *p = connection;
 	while (p && *p) {
 		while (*p == ' ' || *p == '\t' || *p == ',')
@@ -33,19 +32,23 @@ static bool forward_connection_names(const char *connection, const char *name)
 
 bool forward_hop_by_hop(const char *name, const char *connection)
 {
-	static const char *const hop[] = { "Connection", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding",
-					   "Upgrade", "Proxy-Connection" };
+	static const struct {
+		const char *s;
+		size_t n;
+	} hop[] = { { "Connection", 10 }, { "Keep-Alive", 10 }, { "TE", 2 },		{ "Trailer", 7 },
+		    { "Transfer-Encoding", 17 }, { "Upgrade", 7 }, { "Proxy-Connection", 16 } };
+	size_t nlen = strlen(name);
 	/* Every name above starts with c, k, t, u or p: most headers are ruled out by one test. */
 	char c0 = (char)(name[0] | 0x20);
 	if (c0 != 'c' && c0 != 'k' && c0 != 't' && c0 != 'u' && c0 != 'p')
-		return connection && forward_connection_names(connection, name);
+		return connection && forward_connection_names(connection, name, nlen);
 	for (size_t i = 0; i < sizeof(hop) / sizeof(*hop); i++)
-		if (strcasecmp(name, hop[i]) == 0)
+		if (hop[i].n == nlen && strcasecmp(name, hop[i].s) == 0)
 			return true;
 	/* Proxy-Authorization, Proxy-Authenticate...: meant for the hop, never for Google. */
 	if (strncasecmp(name, "Proxy-", 6) == 0)
 		return true;
-	return connection && forward_connection_names(connection, name);
+	return connection && forward_connection_names(connection, name, nlen);
 }
 
 /* Length of the "scheme://authority" part of a URL, or 0 when it has none. */

@@ -12,6 +12,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "http_client_h1.h"
 #include "http_client_internal.h"
 #include "http_retry.h"
 #include "log.h"
@@ -236,7 +237,9 @@ void http_client_req_set_state(struct http_client_req *r, enum http_client_req_s
 	struct http_client *c = r->c;
 	if (r->state == to)
 		return;
-	if (r->state == HTTP_CLIENT_REQ_RUNNING) {
+	if (r->state == HTTP_CLIENT_REQ_RUNNING && r->native) {
+		http_client_h1_detach(r);
+	} else if (r->state == HTTP_CLIENT_REQ_RUNNING) {
 		c->depth++;
 		curl_multi_remove_handle(c->multi, r->easy);
 		c->depth--;
@@ -265,16 +268,20 @@ void http_client_req_free(struct http_client_req *r)
 		c->reqs = r->next;
 	if (r->next)
 		r->next->prev = r->prev;
-	curl_slist_free_all(r->headers);
+	curl_slist_free_all(r->headers); /* (curl's copy: the list holds its own strings) */
+	r->headers = NULL;
+	if (r->hdrs)
+		explicit_bzero(r->hdrs, r->hdrs_len); /* an Authorization token, likely */
+	r->hdrs_len = 0;
 	free(r->method);
 	free(r->url);
 	free(r->log_target);
-	if (!c->destroying && c->nspare < HTTP_CLIENT_SPARE_REQS && r->easy && r->ev && r->body_in && r->replay &&
-	    r->chunk) {
+	if (!c->destroying && c->nspare < http_client_spare_keep() && r->ev && r->body_in && r->replay && r->chunk) {
 		/* Kept whole for the next request (http_client_req_create): the easy handle keeps its
 		 * options, curl's caches and connection pool stay in the multi handle. */
 		event_del(r->ev);
-		curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, NULL); /* the list is freed above */
+		if (r->easy)
+			curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, NULL); /* the list is freed above */
 		evbuffer_drain(r->body_in, evbuffer_get_length(r->body_in));
 		evbuffer_drain(r->replay, evbuffer_get_length(r->replay));
 		evbuffer_drain(r->chunk, evbuffer_get_length(r->chunk));
@@ -295,6 +302,7 @@ static void http_client_req_release(struct http_client_req *r)
 		event_free(r->ev);
 	free(r->rh);
 	free(r->hbuf);
+	free(r->hdrs);
 	if (r->body_in)
 		evbuffer_free(r->body_in);
 	if (r->replay)
@@ -390,7 +398,8 @@ static void http_client_attempt_start(struct http_client_req *r)
 		}
 		timeout = (long)left;
 	}
-	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, timeout);
+	if (!r->native)
+		curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, timeout);
 	http_client_reset_response(r);
 	r->discard = false;
 	r->discarded = 0;
@@ -404,6 +413,15 @@ static void http_client_attempt_start(struct http_client_req *r)
 	r->sent = 0;
 	r->attempts++;
 	r->t_attempt = now;
+	if (r->native) {
+		/* Like FRESH_CONNECT below (http_client_req_setup): no pooled connection for a request
+		 * that must not run twice, since a dead one would make it go out again. */
+		r->h1_fresh = !r->idempotent && !r->has_body;
+		http_client_req_set_state(r, HTTP_CLIENT_REQ_RUNNING);
+		if (http_client_h1_start(r, timeout) != 0)
+			http_client_finish(r, HTTP_CLIENT_FAIL, "could not start the transfer");
+		return;
+	}
 	c->depth++;
 	CURLMcode mc = curl_multi_add_handle(c->multi, r->easy);
 	c->depth--;
@@ -433,7 +451,7 @@ static void http_client_fail_message(struct http_client_req *r, CURLcode rc, cha
 }
 
 /* One attempt ended (curl said DONE): retry, hold for a paused consumer, or report. */
-static void http_client_attempt_done(struct http_client_req *r, CURLcode rc)
+void http_client_attempt_done(struct http_client_req *r, CURLcode rc)
 {
 	struct http_client *c = r->c;
 	http_client_req_set_state(r, HTTP_CLIENT_REQ_WAITING);
@@ -508,6 +526,10 @@ static void http_client_req_unpause(struct http_client_req *r)
 		return;
 	r->curl_recv_paused = recv;
 	r->curl_send_paused = send;
+	if (r->native) {
+		http_client_h1_unpause(r);
+		return;
+	}
 	c->depth++;
 	curl_easy_pause(r->easy, (recv ? CURLPAUSE_RECV : 0) | (send ? CURLPAUSE_SEND : 0));
 	c->depth--;
@@ -619,6 +641,8 @@ struct http_client *http_client_create(struct event_base *base, struct metrics *
 	for (size_t i = 0; i < sizeof(proxy_env) / sizeof(*proxy_env); i++)
 		if (getenv(proxy_env[i]))
 			c->no_proxy_env = false;
+	/* The own HTTP/1.1 transport knows no proxies: with one configured, curl takes everything. */
+	c->native_http1 = !o->curl_only && c->no_proxy_env;
 	curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, http_client_sock_cb);
 	curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
 	curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, http_client_timer_cb);
@@ -671,6 +695,7 @@ void http_client_destroy(struct http_client *c)
 	 * first and silence the callbacks, so nothing of ours outlives the client. */
 	while (c->socks)
 		http_client_sock_free(c, c->socks);
+	http_client_h1_destroy(c);
 	while (c->spare) {
 		struct http_client_req *r = c->spare;
 		c->spare = r->next;

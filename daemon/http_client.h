@@ -42,6 +42,7 @@ struct http_client_opts {
 	size_t body_high_water;          /* http_client_req_body_full() above this; 0 = 256 KiB */
 	const char *user_agent;          /* NULL = "tether/<version>" */
 	bool http1_only;                 /* tests: no HTTP/2 negotiation */
+	bool curl_only;                  /* libcurl for plain http:// too, not the own HTTP/1.1 client */
 };
 
 /* Final outcome of a request, one meaning each. */

@@ -42,6 +42,10 @@ struct http_client_req {
 	CURL *easy;
 	char *method, *url, *log_target; /* log_target: host + path, never userinfo or query */
 	const char *upstream;
+	/* The caller's headers as "Name: value" (or "Name; " for an empty value) strings one after
+	 * another, NUL-terminated; kept with a pooled struct. curl gets a list made from them. */
+	char *hdrs;
+	size_t hdrs_len, hdrs_cap;
 	struct curl_slist *headers;
 	struct http_client_cbs cbs;
 	void *arg;
@@ -81,6 +85,13 @@ struct http_client_req {
 	struct http_client_series *ms;         /* this upstream's cached metric series, or NULL */
 	bool cancelled;
 	char errbuf[CURL_ERROR_SIZE];
+
+	/* The native HTTP/1.1 transport (http_client_h1.c) instead of curl: plain http:// only. */
+	bool native;
+	bool h1_fresh;                 /* this attempt wants a new connection, not a pooled one */
+	struct http_client_h1_conn *h1; /* the connection of the running attempt, or NULL */
+	uint16_t h1_port;
+	size_t h1_host, h1_hostlen, h1_path; /* offsets into url: host (brackets kept), path */
 };
 
 struct http_client_sock {
@@ -90,8 +101,17 @@ struct http_client_sock {
 };
 
 /* Freed requests kept for reuse with their easy handle (options that never change already set),
- * buffers, event and header arrays: a request then costs no allocation of its own. */
+ * buffers, event and header arrays: a request then costs no allocation of its own. None under
+ * AddressSanitizer: a reused struct would hide a use after free from it. */
 #define HTTP_CLIENT_SPARE_REQS 64
+static inline size_t http_client_spare_keep(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	return 0;
+#else
+	return HTTP_CLIENT_SPARE_REQS;
+#endif
+}
 
 /* The metric series of one upstream label, looked up once instead of per request. */
 #define HTTP_CLIENT_SERIES_CACHE 8
@@ -117,6 +137,8 @@ struct http_client {
 	struct http_client_req *spare; /* freed requests for reuse (next-linked), see above */
 	size_t nspare;
 	bool no_proxy_env; /* no proxy variables at start: curl is told so, saving its getenv()s */
+	struct http_client_h1 *h1; /* the native transport's pool (http_client_h1.c), or NULL */
+	bool native_http1;         /* plain http:// URLs may use it */
 	struct http_client_series series[HTTP_CLIENT_SERIES_CACHE];
 	size_t nseries;
 	struct metric *m_requests, *m_retries, *m_errors, *m_inflight, *m_duration;
@@ -142,7 +164,17 @@ size_t http_client_req_header_cb(char *buf, size_t size, size_t n, void *arg);
 size_t http_client_req_write_cb(char *buf, size_t size, size_t n, void *arg);
 size_t http_client_req_read_cb(char *buf, size_t size, size_t n, void *arg);
 int http_client_req_seek_cb(void *arg, curl_off_t offset, int origin);
+/* The read callback for http_client_h1.c: body bytes moved into dst, same return values. */
+size_t http_client_req_read_into(struct http_client_req *r, struct evbuffer *dst, size_t max);
 /* Hands the consumer the response bytes waiting in r->chunk (depth-guarded). */
 void http_client_req_deliver(struct http_client_req *r);
+/* One response header, trimmed and stored (both transports). */
+void http_client_req_store_header(struct http_client_req *r, const char *name, size_t nlen, const char *value,
+				  size_t vlen);
+/* The final head (status >= 200) is complete: the retry decision, then on_headers. false: stop
+ * the transfer (a retry discards it, or the request was cancelled). */
+bool http_client_req_head_complete(struct http_client_req *r, int status);
+/* One attempt ended: retry, hold for a paused consumer, or report (may free r). */
+void http_client_attempt_done(struct http_client_req *r, CURLcode rc);
 
 #endif

@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "http_client_h1.h"
 #include "http_client_internal.h"
 #include "http_retry.h"
 #include "log.h"
@@ -20,9 +21,12 @@
 
 /* Headers the client sets itself (body framing) or that are hop-by-hop: a forwarder copying an
  * application's request must not pass them on, and HTTP/2 forbids most of them. */
-static const char *const http_client_req_managed[] = {
-	"Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Proxy-Connection",
-	"TE",             "Upgrade",           "Expect",     "Trailer",
+static const struct {
+	const char *s;
+	size_t n;
+} http_client_req_managed[] = {
+	{ "Content-Length", 14 }, { "Transfer-Encoding", 17 }, { "Connection", 10 }, { "Keep-Alive", 10 },
+	{ "Proxy-Connection", 16 }, { "TE", 2 }, { "Upgrade", 7 }, { "Expect", 6 }, { "Trailer", 7 },
 };
 
 /* host + path of the URL for log lines; userinfo and the query (signatures, upload ids) are
@@ -74,8 +78,8 @@ static bool http_client_req_token(const char *s)
 	if (!*s)
 		return false;
 	for (; *s; s++)
-		if (!strchr("!#$%&'*+-.^_`|~", *s) && !((*s >= '0' && *s <= '9') || (*s >= 'A' && *s <= 'Z') ||
-							 (*s >= 'a' && *s <= 'z')))
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+		      (*s && strchr("!#$%&'*+-.^_`|~", *s))))
 			return false;
 	return true;
 }
@@ -103,6 +107,8 @@ struct http_client_req *http_client_req_create(struct http_client *c, const char
 		r->caprh = keep.caprh;
 		r->hbuf = keep.hbuf;
 		r->hcap = keep.hcap;
+		r->hdrs = keep.hdrs;
+		r->hdrs_cap = keep.hdrs_cap;
 	} else {
 		r = calloc(1, sizeof(*r));
 		if (!r)
@@ -110,17 +116,7 @@ struct http_client_req *http_client_req_create(struct http_client *c, const char
 		r->body_in = evbuffer_new();
 		r->replay = evbuffer_new();
 		r->chunk = evbuffer_new();
-		r->easy = http_client_easy_new(c);
 		r->ev = evtimer_new(c->base, http_client_req_on_event, r);
-		if (r->easy) {
-			/* Options naming this struct: it stays paired with its handle while pooled. */
-			curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
-			curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
-			curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, r);
-			curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
-			curl_easy_setopt(r->easy, CURLOPT_READDATA, r);
-			curl_easy_setopt(r->easy, CURLOPT_SEEKDATA, r);
-		}
 	}
 	r->c = c;
 	r->state = HTTP_CLIENT_REQ_NEW;
@@ -140,7 +136,7 @@ struct http_client_req *http_client_req_create(struct http_client *c, const char
 	if (c->reqs)
 		c->reqs->prev = r;
 	c->reqs = r;
-	if (!r->method || !r->url || !r->body_in || !r->replay || !r->chunk || !r->easy || !r->ev) {
+	if (!r->method || !r->url || !r->body_in || !r->replay || !r->chunk || !r->ev) {
 		http_client_req_free(r);
 		return NULL;
 	}
@@ -156,28 +152,33 @@ int http_client_req_header(struct http_client_req *r, const char *name, const ch
 {
 	if (r->state != HTTP_CLIENT_REQ_NEW || !http_client_req_token(name) || strpbrk(value, "\r\n"))
 		return -1;
-	for (size_t i = 0; i < sizeof(http_client_req_managed) / sizeof(*http_client_req_managed); i++)
-		if (strcasecmp(name, http_client_req_managed[i]) == 0)
-			return 0;
 	size_t nlen = strlen(name), vlen = strlen(value);
-	char small[512], *line = nlen + vlen + 3 <= sizeof(small) ? small : malloc(nlen + vlen + 3);
-	if (!line)
-		return -1;
+	for (size_t i = 0; i < sizeof(http_client_req_managed) / sizeof(*http_client_req_managed); i++)
+		if (http_client_req_managed[i].n == nlen && strcasecmp(name, http_client_req_managed[i].s) == 0)
+			return 0;
+	size_t need = r->hdrs_len + nlen + vlen + 3;
+	if (need > r->hdrs_cap) {
+		size_t cap = r->hdrs_cap ? r->hdrs_cap : 512;
+		while (cap < need)
+			cap *= 2;
+		char *n = malloc(cap); /* (not realloc: the old copy may hold a token, it is wiped) */
+		if (!n)
+			return -1;
+		if (r->hdrs) {
+			memcpy(n, r->hdrs, r->hdrs_len);
+			explicit_bzero(r->hdrs, r->hdrs_len);
+			free(r->hdrs);
+		}
+		r->hdrs = n;
+		r->hdrs_cap = cap;
+	}
+	char *line = r->hdrs + r->hdrs_len;
 	memcpy(line, name, nlen);
 	/* "Name:" alone would tell curl to drop the header; "Name;" sends it empty. */
 	line[nlen] = vlen ? ':' : ';';
 	line[nlen + 1] = ' ';
 	memcpy(line + nlen + 2, value, vlen + 1);
-	struct curl_slist *l = curl_slist_append(r->headers, line);
-	if (line != small) {
-		explicit_bzero(line, nlen + vlen + 2); /* may be a token */
-		free(line);
-	} else {
-		explicit_bzero(small, nlen + vlen + 2);
-	}
-	if (!l)
-		return -1;
-	r->headers = l;
+	r->hdrs_len = need;
 	return 0;
 }
 
@@ -185,16 +186,16 @@ void http_client_req_header_remove(struct http_client_req *r, const char *name)
 {
 	if (r->state != HTTP_CLIENT_REQ_NEW)
 		return; /* curl holds the list of a started request */
-	size_t nlen = strlen(name);
-	struct curl_slist **pp = &r->headers;
-	while (*pp) {
-		struct curl_slist *h = *pp;
-		if (strncasecmp(h->data, name, nlen) == 0 && (h->data[nlen] == ':' || h->data[nlen] == ';')) {
-			*pp = h->next;
-			h->next = NULL;
-			curl_slist_free_all(h);
+	size_t nlen = strlen(name), at = 0;
+	while (at < r->hdrs_len) {
+		char *h = r->hdrs + at;
+		size_t len = strlen(h) + 1;
+		if (strncasecmp(h, name, nlen) == 0 && (h[nlen] == ':' || h[nlen] == ';')) {
+			memmove(h, h + len, r->hdrs_len - at - len);
+			r->hdrs_len -= len;
+			explicit_bzero(r->hdrs + r->hdrs_len, len);
 		} else {
-			pp = &h->next;
+			at += len;
 		}
 	}
 }
@@ -278,23 +279,54 @@ CURL *http_client_easy_new(struct http_client *c)
 	return e;
 }
 
+/* The easy handle of a request going through curl, made on its first such use (a pooled struct
+ * keeps it): options naming the struct are set here, as it stays paired with its handle. */
+static CURL *http_client_req_easy(struct http_client_req *r)
+{
+	if (r->easy)
+		return r->easy;
+	CURL *e = http_client_easy_new(r->c);
+	if (!e)
+		return NULL;
+	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_READDATA, r);
+	curl_easy_setopt(e, CURLOPT_SEEKDATA, r);
+	r->easy = e;
+	return e;
+}
+
 /* The options that differ between requests; every one of them is set (or set back) here, since
- * the handle keeps what the previous request on it set. */
+ * the handle keeps what the previous request on it set. A plain http:// URL the client's own
+ * HTTP/1.1 transport can take needs none of it (http_client_h1.c). */
 static int http_client_req_setup(struct http_client_req *r)
 {
 	struct http_client *c = r->c;
-	CURL *e = r->easy;
+	/* POST/PUT/PATCH without a body still say Content-Length: 0 (Google front ends want it). */
+	if (!r->has_body && (strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0 ||
+			     strcmp(r->method, "PATCH") == 0))
+		if (http_client_req_body(r, "", 0) != 0)
+			return -1;
+	r->native = c->native_http1 && http_client_h1_parse_url(r);
+	if (r->native)
+		return 0;
+	CURL *e = http_client_req_easy(r);
+	if (!e)
+		return -1;
+	for (size_t at = 0; at < r->hdrs_len; at += strlen(r->hdrs + at) + 1) {
+		struct curl_slist *l = curl_slist_append(r->headers, r->hdrs + at);
+		if (!l)
+			return -1;
+		r->headers = l;
+	}
 	/* "Expect:" with no value removes curl's own Expect: 100-continue, which would make every
 	 * large or streamed upload wait up to a second for an answer many servers never send. */
 	struct curl_slist *l = curl_slist_append(r->headers, "Expect:");
 	if (!l)
 		return -1;
 	r->headers = l;
-	/* POST/PUT/PATCH without a body still say Content-Length: 0 (Google front ends want it). */
-	if (!r->has_body && (strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0 ||
-			     strcmp(r->method, "PATCH") == 0))
-		if (http_client_req_body(r, "", 0) != 0)
-			return -1;
 	CURLcode rc = CURLE_OK;
 	rc |= curl_easy_setopt(e, CURLOPT_URL, r->url);
 	rc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
@@ -489,6 +521,12 @@ static void http_client_req_add_resp_header(struct http_client_req *r, const cha
 	const char *colon = memchr(line, ':', len);
 	if (!colon || colon == line)
 		return;
+	http_client_req_store_header(r, line, (size_t)(colon - line), colon + 1, (size_t)(line + len - colon - 1));
+}
+
+void http_client_req_store_header(struct http_client_req *r, const char *name, size_t nlen, const char *v,
+				  size_t vlen)
+{
 	if (r->nrh == r->caprh) {
 		size_t cap = r->caprh ? r->caprh * 2 : 16;
 		struct http_client_resp_header *n = realloc(r->rh, cap * sizeof(*n));
@@ -497,20 +535,20 @@ static void http_client_req_add_resp_header(struct http_client_req *r, const cha
 		r->rh = n;
 		r->caprh = cap;
 	}
-	const char *v = colon + 1, *end = line + len;
+	const char *end = v + vlen;
 	while (v < end && (*v == ' ' || *v == '\t'))
 		v++;
 	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
 		end--;
 	size_t mark = r->hlen;
-	size_t name = http_client_req_hbuf_add(r, line, (size_t)(colon - line));
-	size_t value = name == (size_t)-1 ? name : http_client_req_hbuf_add(r, v, (size_t)(end - v));
-	if (value == (size_t)-1) {
+	size_t at_name = http_client_req_hbuf_add(r, name, nlen);
+	size_t at_value = at_name == (size_t)-1 ? at_name : http_client_req_hbuf_add(r, v, (size_t)(end - v));
+	if (at_value == (size_t)-1) {
 		r->hlen = mark;
 		return;
 	}
-	r->rh[r->nrh].name = name;
-	r->rh[r->nrh].value = value;
+	r->rh[r->nrh].name = at_name;
+	r->rh[r->nrh].value = at_value;
 	r->nrh++;
 }
 
@@ -536,7 +574,12 @@ size_t http_client_req_header_cb(char *buf, size_t size, size_t n, void *arg)
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	if (status < 200)
 		return len; /* 100 Continue and friends */
-	r->status = (int)status;
+	return http_client_req_head_complete(r, (int)status) ? len : 0;
+}
+
+bool http_client_req_head_complete(struct http_client_req *r, int status)
+{
+	r->status = status;
 	r->head_done = true;
 	if (http_retry_status(r->status)) {
 		const char *ra = http_client_resp_header(r, "Retry-After");
@@ -547,13 +590,13 @@ size_t http_client_req_header_cb(char *buf, size_t size, size_t n, void *arg)
 			r->retry_delay_ms = delay;
 			/* Stop sending the body too: the next attempt sends it again. */
 			bool body_left = r->has_body && !(r->body_ended && evbuffer_get_length(r->body_in) == 0);
-			return body_left ? 0 : len;
+			return !body_left;
 		}
 	}
 	r->delivered = true;
 	if (r->cbs.on_headers)
 		r->cbs.on_headers(r, r->status, r->arg);
-	return r->cancelled ? 0 : len;
+	return !r->cancelled;
 }
 
 size_t http_client_req_write_cb(char *buf, size_t size, size_t n, void *arg)
@@ -578,9 +621,10 @@ size_t http_client_req_write_cb(char *buf, size_t size, size_t n, void *arg)
 	return r->cancelled ? 0 : len;
 }
 
-size_t http_client_req_read_cb(char *buf, size_t size, size_t n, void *arg)
+/* The read callback's work for both transports: up to `max` body bytes copied to buf (curl) or
+ * moved to dst (http_client_h1.c: evbuffer chains change hands, no copy unless kept for replay). */
+static size_t http_client_req_take(struct http_client_req *r, char *buf, struct evbuffer *dst, size_t max)
 {
-	struct http_client_req *r = arg;
 	if (r->cancelled)
 		return CURL_READFUNC_ABORT;
 	size_t avail = evbuffer_get_length(r->body_in);
@@ -599,11 +643,28 @@ size_t http_client_req_read_cb(char *buf, size_t size, size_t n, void *arg)
 		}
 		return CURL_READFUNC_PAUSE;
 	}
-	int got = evbuffer_remove(r->body_in, buf, size * n);
+	size_t at = dst ? evbuffer_get_length(dst) : 0;
+	int got = buf ? evbuffer_remove(r->body_in, buf, max) : evbuffer_remove_buffer(r->body_in, dst, max);
 	if (got <= 0)
 		return CURL_READFUNC_ABORT;
 	if (r->keep_replay && r->replayable && evbuffer_get_length(r->replay) + (size_t)got <= r->replay_max) {
-		evbuffer_add(r->replay, buf, (size_t)got);
+		if (buf) {
+			evbuffer_add(r->replay, buf, (size_t)got);
+		} else {
+			struct evbuffer_ptr p;
+			struct evbuffer_iovec v[16];
+			evbuffer_ptr_set(dst, &p, at, EVBUFFER_PTR_SET);
+			for (size_t left = (size_t)got; left;) {
+				int nv = evbuffer_peek(dst, (ev_ssize_t)left, &p, v, 16);
+				for (int i = 0; i < nv && i < 16 && left; i++) {
+					size_t k = v[i].iov_len < left ? v[i].iov_len : left;
+					evbuffer_add(r->replay, v[i].iov_base, k);
+					left -= k;
+					at += k;
+				}
+				evbuffer_ptr_set(dst, &p, at, EVBUFFER_PTR_SET);
+			}
+		}
 	} else if (r->replayable) {
 		/* Handed over without a copy: from here on this request is never replayed. */
 		evbuffer_drain(r->replay, evbuffer_get_length(r->replay));
@@ -616,6 +677,16 @@ size_t http_client_req_read_cb(char *buf, size_t size, size_t n, void *arg)
 		http_client_req_defer(r);
 	}
 	return (size_t)got;
+}
+
+size_t http_client_req_read_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	return http_client_req_take(arg, buf, NULL, size * n);
+}
+
+size_t http_client_req_read_into(struct http_client_req *r, struct evbuffer *dst, size_t max)
+{
+	return http_client_req_take(r, NULL, dst, max);
 }
 
 /* curl rewinds the body when it resends a request by itself (a reused connection found dead).
@@ -638,8 +709,9 @@ int http_client_req_seek_cb(void *arg, curl_off_t offset, int origin)
 
 const char *http_client_resp_header(const struct http_client_req *r, const char *name)
 {
+	char c0 = (char)(name[0] | 0x20); /* the initial rules out most before strcasecmp */
 	for (size_t i = 0; i < r->nrh; i++)
-		if (strcasecmp(r->hbuf + r->rh[i].name, name) == 0)
+		if ((r->hbuf[r->rh[i].name] | 0x20) == c0 && strcasecmp(r->hbuf + r->rh[i].name, name) == 0)
 			return r->hbuf + r->rh[i].value;
 	return NULL;
 }

@@ -59,18 +59,24 @@ struct http_server {
 };
 
 struct http_header {
-	char *name;
+	char *name; /* into r->head, set when the head is complete */
 	char *value;
+	size_t name_at, value_at; /* offsets into r->head while it grows */
 };
+
+/* The piece of the request head the parser is delivering (its pieces may come in fragments). */
+enum http_head_piece { HTTP_PIECE_NONE, HTTP_PIECE_URL, HTTP_PIECE_FIELD, HTTP_PIECE_VALUE };
 
 struct http_request {
 	struct http_conn *conn;
 	char method[16];
-	char *target;
-	char *path;
+	char *target; /* target, path and the headers' names and values are NUL-terminated strings */
+	char *path;   /* in one buffer, `head`, kept with the struct for the next request */
 	const char *query;
 	struct http_header *headers;
 	size_t nheaders, capheaders;
+	char *head;
+	size_t head_len, head_cap, target_at;
 	int64_t content_length;
 	bool head_method;
 	bool body_done;
@@ -103,7 +109,9 @@ enum http_conn_state {
 struct http_conn {
 	struct http_conn *next, *prev;
 	struct http_server *srv;
-	struct bufferevent *bev;
+	struct bufferevent *bev; /* output; input is read by rev into its input buffer */
+	struct event *rev;
+	bool reading;
 	uint64_t id;
 	char peer[64];
 	struct log_src log;
@@ -115,7 +123,7 @@ struct http_conn {
 	struct event *resume_ev; /* parse buffered input after a response ends */
 	struct event *drain_ev;  /* a streaming response may produce more: the socket took it all */
 	size_t head_bytes;
-	bool last_was_value; /* header callbacks: value seen since the last field */
+	enum http_head_piece piece; /* header callbacks: what the last fragment belonged to */
 	bool head_overflow;
 	bool keep_alive;
 	bool parse_blocked; /* a request is complete and waits for its response */
@@ -128,12 +136,22 @@ struct http_conn {
 void http_response_write_head(struct http_request *r);
 void http_request_reset(struct http_request *r);
 void http_request_free(struct http_request *r);
+/* http_server_head.c: libhttp-parser's callbacks for the head's pieces; at headers_complete,
+ * http_head_done (-1: out of memory or over max_header_size), then the request id (the
+ * app's X-Request-Id when sane, else a random one). */
+int http_head_on_url(http_parser *p, const char *at, size_t len);
+int http_head_on_header_field(http_parser *p, const char *at, size_t len);
+int http_head_on_header_value(http_parser *p, const char *at, size_t len);
+int http_head_done(struct http_conn *c);
+void http_head_request_id(struct http_server *s, struct http_request *r);
 /* http_server.c */
 void http_conn_response_done(struct http_conn *c);
 /* Writes queued output now; the write event is armed only when the socket is full. */
 void http_conn_flush(struct http_conn *c);
 void http_conn_close(struct http_conn *c);
 void http_conn_close_after_flush(struct http_conn *c);
+/* Whether the socket is read (back-pressure, closing). */
+void http_conn_reading(struct http_conn *c, bool on);
 void http_server_record(struct http_server *s, struct http_request *r);
 
 #endif

@@ -1,5 +1,6 @@
-/* HTTP requests as handlers see them and the responses they write: headers, known-length or
- * chunked bodies, whole JSON answers, Google-shaped errors, and per-route metrics. */
+/* HTTP requests as handlers see them (headers, body flow control) and the responses they write:
+ * headers, known-length or chunked bodies, whole JSON answers, Google-shaped errors, and
+ * per-route metrics. */
 #include "http_internal.h"
 
 #include <stdarg.h>
@@ -10,25 +11,22 @@
 #include <time.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <event2/bufferevent.h>
 
 /* --- request lifecycle --- */
 
 void http_request_reset(struct http_request *r)
 {
-	for (size_t i = 0; i < r->nheaders; i++) {
-		free(r->headers[i].name);
-		free(r->headers[i].value);
-	}
-	r->nheaders = 0;
-	free(r->target);
-	free(r->path);
 	struct evbuffer *body = r->body, *rh = r->resp_headers;
 	struct http_header *headers = r->headers;
-	size_t cap = r->capheaders;
+	size_t cap = r->capheaders, head_cap = r->head_cap;
+	char *head = r->head;
 	memset(r, 0, sizeof(*r));
 	r->headers = headers;
 	r->capheaders = cap;
+	r->head = head;
+	r->head_cap = head_cap;
 	r->body = body ? body : evbuffer_new();
 	r->resp_headers = rh ? rh : evbuffer_new();
 	evbuffer_drain(r->body, evbuffer_get_length(r->body));
@@ -41,6 +39,7 @@ void http_request_free(struct http_request *r)
 {
 	http_request_reset(r);
 	free(r->headers);
+	free(r->head);
 	evbuffer_free(r->body);
 	evbuffer_free(r->resp_headers);
 	free(r);
@@ -75,8 +74,9 @@ const struct http_route *http_request_route(const struct http_request *r)
 
 const char *http_request_header(const struct http_request *r, const char *name)
 {
+	char c0 = (char)(name[0] | 0x20); /* the initial rules out most before strcasecmp */
 	for (size_t i = 0; i < r->nheaders; i++)
-		if (r->headers[i].name && strcasecmp(r->headers[i].name, name) == 0)
+		if (r->headers[i].name && (r->headers[i].name[0] | 0x20) == c0 && strcasecmp(r->headers[i].name, name) == 0)
 			return r->headers[i].value;
 	return NULL;
 }
@@ -174,13 +174,18 @@ const char *http_status_google(int status)
 
 static bool http_hop_by_hop(const char *name)
 {
-	static const char *const hop[] = { "Connection", "Keep-Alive", "Transfer-Encoding", "TE", "Trailer", "Upgrade",
-					   "Proxy-Connection", "Date", "X-Request-Id", "Content-Length" };
+	static const struct {
+		const char *s;
+		size_t n;
+	} hop[] = { { "Connection", 10 },	 { "Keep-Alive", 10 }, { "Transfer-Encoding", 17 }, { "TE", 2 },
+		    { "Trailer", 7 },		 { "Upgrade", 7 },	{ "Proxy-Connection", 16 },  { "Date", 4 },
+		    { "X-Request-Id", 12 }, { "Content-Length", 14 } };
 	char c0 = (char)(name[0] | 0x20); /* the initials above: most names fail this one test */
 	if (c0 != 'c' && c0 != 'k' && c0 != 't' && c0 != 'u' && c0 != 'p' && c0 != 'd' && c0 != 'x')
 		return false;
+	size_t nlen = strlen(name);
 	for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-		if (strcasecmp(name, hop[i]) == 0)
+		if (hop[i].n == nlen && strcasecmp(name, hop[i].s) == 0)
 			return true;
 	return false;
 }
@@ -439,4 +444,56 @@ void http_server_record(struct http_server *s, struct http_request *r)
 		metrics_observe(e->duration, (double)(now.tv_sec - r->start.tv_sec) +
 						     (double)(now.tv_nsec - r->start.tv_nsec) / 1e9);
 	}
+}
+
+/* --- body flow control, called by handlers --- */
+
+void http_request_body_pause(struct http_request *r)
+{
+	r->body_paused = true;
+}
+
+void http_request_body_resume(struct http_request *r)
+{
+	struct http_conn *c = r->conn;
+	if (!r->body_paused && !c->read_blocked)
+		return;
+	r->body_paused = false;
+	if (r->on_body && evbuffer_get_length(r->body) > 0 && !r->resp_ended) {
+		r->on_body(r, r->body, r->body_arg);
+		if (c->dead || c->req != r)
+			return;
+	}
+	if (r->body_done && r->on_end) {
+		http_event_fn fn = r->on_end;
+		r->on_end = NULL;
+		fn(r, r->body_arg);
+		return;
+	}
+	if (c->read_blocked && evbuffer_get_length(r->body) <= c->srv->lim.body_high_water / 2) {
+		c->read_blocked = false;
+		http_conn_reading(c, true);
+		event_active(c->resume_ev, 0, 0);
+	}
+}
+
+void http_request_set_body_handlers(struct http_request *r, http_body_fn on_body, http_event_fn on_end, void *arg)
+{
+	r->on_body = on_body;
+	r->on_end = on_end;
+	r->body_arg = arg;
+	/* body that arrived before the handler asked for it */
+	if (!r->in_handler && evbuffer_get_length(r->body) > 0 && on_body)
+		http_request_body_resume(r);
+}
+
+struct evbuffer *http_request_body_buffer(struct http_request *r)
+{
+	return r->body;
+}
+
+void http_request_set_abort_handler(struct http_request *r, http_event_fn on_abort, void *arg)
+{
+	r->on_abort = on_abort;
+	r->abort_arg = arg;
 }

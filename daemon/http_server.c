@@ -20,6 +20,7 @@
 #include <event2/event.h>
 
 #define HTTP_OUT_LOW_WATER (64 * 1024)
+#define HTTP_READ_SIZE (64 * 1024)
 
 static const http_parser_settings http_settings;
 
@@ -185,6 +186,10 @@ void http_conn_close(struct http_conn *c)
 		r->on_abort = NULL;
 		fn(r, r->abort_arg);
 	}
+	if (c->rev) {
+		event_free(c->rev); /* before the bufferevent closes the socket */
+		c->rev = NULL;
+	}
 	if (c->bev) {
 		bufferevent_free(c->bev);
 		c->bev = NULL;
@@ -274,7 +279,7 @@ void http_conn_close_after_flush(struct http_conn *c)
 		return;
 	c->keep_alive = false;
 	c->state = HTTP_CONN_CLOSING;
-	bufferevent_disable(c->bev, EV_READ);
+	http_conn_reading(c, false);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
 		http_conn_close(c);
 		return;
@@ -298,6 +303,7 @@ static void http_conn_fail(struct http_conn *c, int status, struct metric_series
 }
 
 static void http_conn_process(struct http_conn *c);
+static void http_conn_on_event(struct bufferevent *bev, short what, void *arg);
 static void http_conn_on_drain(evutil_socket_t fd, short what, void *arg);
 
 static void http_conn_on_resume(evutil_socket_t fd, short what, void *arg)
@@ -379,6 +385,40 @@ static void http_conn_on_read(struct bufferevent *bev, void *arg)
 	http_conn_flush(c);
 }
 
+/* The socket is read here, not by the bufferevent (which keeps the output side): libevent's
+ * evbuffer_read asks FIONREAD before every read, one system call per request for nothing. */
+static void http_conn_on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer_iovec v;
+	if (evbuffer_reserve_space(in, HTTP_READ_SIZE, &v, 1) < 1) {
+		http_conn_close(c);
+		return;
+	}
+	ssize_t n = recv(fd, v.iov_base, v.iov_len, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) {
+		http_conn_on_event(c->bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), c);
+		return;
+	}
+	v.iov_len = (size_t)n;
+	evbuffer_commit_space(in, &v, 1);
+	http_conn_on_read(c->bev, c);
+}
+
+void http_conn_reading(struct http_conn *c, bool on)
+{
+	if (!c->rev || on == c->reading)
+		return;
+	c->reading = on;
+	if (on)
+		event_add(c->rev, NULL);
+	else
+		event_del(c->rev);
+}
+
 static void http_conn_on_write(struct bufferevent *bev, void *arg)
 {
 	struct http_conn *c = arg;
@@ -408,7 +448,7 @@ static void http_conn_on_event(struct bufferevent *bev, short what, void *arg)
 		/* A client that half-closes after a complete request still gets its answer. */
 		if (r && r->body_done && !r->resp_ended && c->state == HTTP_CONN_ACTIVE) {
 			c->keep_alive = false;
-			bufferevent_disable(bev, EV_READ);
+			http_conn_reading(c, false);
 			return;
 		}
 	}
@@ -486,10 +526,13 @@ void http_server_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, http_conn_on_readable, c);
 	c->timer = evtimer_new(s->base, http_conn_on_timer, c);
 	c->resume_ev = event_new(s->base, -1, 0, http_conn_on_resume, c);
 	c->drain_ev = event_new(s->base, -1, 0, http_conn_on_drain, c);
-	if (!c->bev || !c->timer || !c->resume_ev || !c->drain_ev) {
+	if (!c->bev || !c->rev || !c->timer || !c->resume_ev || !c->drain_ev) {
+		if (c->rev)
+			event_free(c->rev);
 		if (c->bev)
 			bufferevent_free(c->bev);
 		else
@@ -516,9 +559,11 @@ void http_server_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen
 	metrics_add(s->m_conns_total, 1);
 	bufferevent_setcb(c->bev, http_conn_on_read, http_conn_on_write, http_conn_on_event, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, HTTP_OUT_LOW_WATER, 0);
-	/* EV_WRITE (on by default) only while output waits on a full socket */
-	bufferevent_disable(c->bev, EV_WRITE);
-	bufferevent_enable(c->bev, EV_READ);
+	/* EV_WRITE (on by default) only while output waits on a full socket; reading is ours, so the
+	 * input's end, which a socket bufferevent keeps frozen outside its own reads, is thawed */
+	bufferevent_disable(c->bev, EV_WRITE | EV_READ);
+	evbuffer_unfreeze(bufferevent_get_input(c->bev), 0);
+	http_conn_reading(c, true);
 	http_conn_arm_timer(c, s->lim.header_timeout_ms);
 	if (s->nconns > s->lim.max_connections || s->draining) {
 		/* over the limit: answer 503 from a throwaway request and close */
@@ -532,7 +577,7 @@ void http_server_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen
 		c->req->conn = c;
 		snprintf(c->req->method, sizeof(c->req->method), "?");
 		c->keep_alive = false;
-		bufferevent_disable(c->bev, EV_READ);
+		http_conn_reading(c, false);
 		if (!s->draining)
 			metrics_add(s->m_err_conns, 1);
 		http_response_error(c->req, 503, "%s", s->draining ? "shutting down" : "too many connections");
@@ -633,93 +678,11 @@ static int http_on_message_begin(http_parser *p)
 	c->req = http_conn_new_request(c);
 	c->head_bytes = 0;
 	c->head_overflow = false;
-	c->last_was_value = false;
-	return c->req ? 0 : -1;
-}
-
-static int http_head_append(struct http_conn *c, char **dst, const char *at, size_t len)
-{
-	c->head_bytes += len;
-	if (c->head_bytes > c->srv->lim.max_header_size) {
-		c->head_overflow = true;
+	c->piece = HTTP_PIECE_NONE;
+	if (!c->req)
 		return -1;
-	}
-	size_t old = *dst ? strlen(*dst) : 0;
-	char *n = realloc(*dst, old + len + 1);
-	if (!n)
-		return -1;
-	memcpy(n + old, at, len);
-	n[old + len] = '\0';
-	*dst = n;
+	c->req->target_at = SIZE_MAX; /* no target yet */
 	return 0;
-}
-
-static int http_on_url(http_parser *p, const char *at, size_t len)
-{
-	struct http_conn *c = p->data;
-	return http_head_append(c, &c->req->target, at, len);
-}
-
-static int http_on_header_field(http_parser *p, const char *at, size_t len)
-{
-	struct http_conn *c = p->data;
-	struct http_request *r = c->req;
-	if (c->last_was_value || r->nheaders == 0) {
-		if (r->nheaders == r->capheaders) {
-			size_t cap = r->capheaders ? r->capheaders * 2 : 16;
-			struct http_header *n = realloc(r->headers, cap * sizeof(*n));
-			if (!n)
-				return -1;
-			r->headers = n;
-			r->capheaders = cap;
-		}
-		r->headers[r->nheaders].name = NULL;
-		r->headers[r->nheaders].value = NULL;
-		r->nheaders++;
-		c->last_was_value = false;
-	}
-	c->head_bytes += 4; /* ": " and CRLF count toward the limit */
-	return http_head_append(c, &r->headers[r->nheaders - 1].name, at, len);
-}
-
-static int http_on_header_value(http_parser *p, const char *at, size_t len)
-{
-	struct http_conn *c = p->data;
-	struct http_request *r = c->req;
-	c->last_was_value = true;
-	return http_head_append(c, &r->headers[r->nheaders - 1].value, at, len);
-}
-
-static bool http_request_id_ok(const char *v)
-{
-	size_t n = strlen(v);
-	if (n == 0 || n > 128)
-		return false;
-	for (; *v; v++)
-		if (*v < 0x21 || *v > 0x7e)
-			return false;
-	return true;
-}
-
-static uint64_t http_server_random(struct http_server *s)
-{
-	/* xorshift128+: request ids need uniqueness, not secrecy */
-	uint64_t x = s->rng[0], y = s->rng[1];
-	s->rng[0] = y;
-	x ^= x << 23;
-	s->rng[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
-	return s->rng[1] + y;
-}
-
-/* 32 hex digits and a NUL (snprintf's %016llx, without vfprintf's cost on every request). */
-static void http_server_hex_id(char *out, uint64_t a, uint64_t b)
-{
-	static const char hex[] = "0123456789abcdef";
-	for (int i = 15; i >= 0; i--, a >>= 4)
-		out[i] = hex[a & 15];
-	for (int i = 31; i >= 16; i--, b >>= 4)
-		out[i] = hex[b & 15];
-	out[32] = '\0';
 }
 
 static int http_on_headers_complete(http_parser *p)
@@ -727,27 +690,12 @@ static int http_on_headers_complete(http_parser *p)
 	struct http_conn *c = p->data;
 	struct http_server *s = c->srv;
 	struct http_request *r = c->req;
-	for (size_t i = 0; i < r->nheaders; i++) {
-		if (!r->headers[i].value)
-			r->headers[i].value = strdup("");
-		if (!r->headers[i].name || !r->headers[i].value)
-			return -1;
-	}
+	if (http_head_done(c) != 0)
+		return -1;
 	snprintf(r->method, sizeof(r->method), "%s", http_method_str((enum http_method)p->method));
 	r->head_method = p->method == HTTP_HEAD;
-	if (!r->target)
-		r->target = strdup("/");
-	char *q = strchr(r->target, '?');
-	r->path = q ? strndup(r->target, (size_t)(q - r->target)) : strdup(r->target);
-	r->query = q ? q + 1 : "";
-	if (!r->path)
-		return -1;
 	r->content_length = (p->flags & F_CHUNKED) ? -1 : (p->flags & F_CONTENTLENGTH) ? (int64_t)p->content_length : 0;
-	const char *rid = http_request_header(r, "X-Request-Id");
-	if (rid && http_request_id_ok(rid))
-		snprintf(r->id, sizeof(r->id), "%s", rid);
-	else
-		http_server_hex_id(r->id, http_server_random(s), http_server_random(s));
+	http_head_request_id(s, r);
 	c->keep_alive = http_should_keep_alive(p) && !s->draining;
 	c->state = HTTP_CONN_ACTIVE;
 	evtimer_del(c->timer);
@@ -793,7 +741,7 @@ static void http_request_deliver(struct http_request *r)
 		if (!c->read_blocked) {
 			c->read_blocked = true;
 			http_parser_pause(&c->parser, 1);
-			bufferevent_disable(c->bev, EV_READ);
+			http_conn_reading(c, false);
 		}
 	}
 }
@@ -857,62 +805,10 @@ static int http_on_message_complete(http_parser *p)
 
 static const http_parser_settings http_settings = {
 	.on_message_begin = http_on_message_begin,
-	.on_url = http_on_url,
-	.on_header_field = http_on_header_field,
-	.on_header_value = http_on_header_value,
+	.on_url = http_head_on_url,
+	.on_header_field = http_head_on_header_field,
+	.on_header_value = http_head_on_header_value,
 	.on_headers_complete = http_on_headers_complete,
 	.on_body = http_on_body,
 	.on_message_complete = http_on_message_complete,
 };
-
-/* --- body flow control, called by handlers --- */
-
-void http_request_body_pause(struct http_request *r)
-{
-	r->body_paused = true;
-}
-
-void http_request_body_resume(struct http_request *r)
-{
-	struct http_conn *c = r->conn;
-	if (!r->body_paused && !c->read_blocked)
-		return;
-	r->body_paused = false;
-	if (r->on_body && evbuffer_get_length(r->body) > 0 && !r->resp_ended) {
-		r->on_body(r, r->body, r->body_arg);
-		if (c->dead || c->req != r)
-			return;
-	}
-	if (r->body_done && r->on_end) {
-		http_event_fn fn = r->on_end;
-		r->on_end = NULL;
-		fn(r, r->body_arg);
-		return;
-	}
-	if (c->read_blocked && evbuffer_get_length(r->body) <= c->srv->lim.body_high_water / 2) {
-		c->read_blocked = false;
-		bufferevent_enable(c->bev, EV_READ);
-		event_active(c->resume_ev, 0, 0);
-	}
-}
-
-void http_request_set_body_handlers(struct http_request *r, http_body_fn on_body, http_event_fn on_end, void *arg)
-{
-	r->on_body = on_body;
-	r->on_end = on_end;
-	r->body_arg = arg;
-	/* body that arrived before the handler asked for it */
-	if (!r->in_handler && evbuffer_get_length(r->body) > 0 && on_body)
-		http_request_body_resume(r);
-}
-
-struct evbuffer *http_request_body_buffer(struct http_request *r)
-{
-	return r->body;
-}
-
-void http_request_set_abort_handler(struct http_request *r, http_event_fn on_abort, void *arg)
-{
-	r->on_abort = on_abort;
-	r->abort_arg = arg;
-}

@@ -146,18 +146,22 @@ def test_node_storage_client_through_tether_100mb(fw, gcs_fake, metadata_fake):
     assert len(puts) >= 13, len(puts)
 
 
-def test_node_client_holding_no_credentials(fw, gcs_fake, metadata_fake):
+# own_http1: the fake is on 127.0.0.1, so tether's own HTTP/1.1 client carries these; false
+# runs the same through libcurl.
+@pytest.mark.parametrize("own_http1", [True, False])
+def test_node_client_holding_no_credentials(fw, gcs_fake, metadata_fake, own_http1):
     """An app with no auth at all: the library's default paths (including its own resumable
     session start) work because tether authenticates."""
-    t = fw()
+    t = fw(upstream={"own_http1": own_http1})
     run_node("storage_forward.js", "--endpoint", t.http, "--size-mb", "6", "--chunk-mb", "2")
     assert_tethers_token_only(gcs_fake, metadata_fake)
 
 
 # --- headers -----------------------------------------------------------------------------
 
-def test_headers_hop_by_hop_request_id_and_auth_strip(fw, gcs_fake, metadata_fake):
-    t = fw()
+@pytest.mark.parametrize("own_http1", [True, False])
+def test_headers_hop_by_hop_request_id_and_auth_strip(fw, gcs_fake, metadata_fake, own_http1):
+    t = fw(upstream={"own_http1": own_http1})
     status, h, body = req(t, "POST", f"/upload/storage/v1/b/{BUCKET}/o?uploadType=media&name=h.txt",
                           b"hello", {"Content-Type": "text/plain", "Authorization": "Bearer " + APP_TOKEN,
                                      "Connection": "keep-alive, X-Hop", "X-Hop": "1", "TE": "trailers",

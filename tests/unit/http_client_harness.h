@@ -244,16 +244,23 @@ static void raw_accept(struct evconnlistener *l, evutil_socket_t fd, struct sock
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
+/* A listener on a free loopback port. */
+static struct evconnlistener *listen_loopback(evconnlistener_cb cb, void *arg, int *port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct evconnlistener *l = evconnlistener_new_bind(base, cb, arg, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+							   -1, (struct sockaddr *)&sa, sizeof(sa));
+	socklen_t len = sizeof(sa);
+	getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&sa, &len);
+	*port = ntohs(sa.sin_port);
+	return l;
+}
+
 static void raw_start(struct raw *rs, enum raw_mode mode)
 {
 	memset(rs, 0, sizeof(*rs));
 	rs->mode = mode;
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	rs->l = evconnlistener_new_bind(base, raw_accept, rs, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, -1,
-					(struct sockaddr *)&sa, sizeof(sa));
-	socklen_t len = sizeof(sa);
-	getsockname(evconnlistener_get_fd(rs->l), (struct sockaddr *)&sa, &len);
-	rs->port = ntohs(sa.sin_port);
+	rs->l = listen_loopback(raw_accept, rs, &rs->port);
 }
 
 /* --- the client side: one record per request --- */
@@ -471,6 +478,28 @@ static struct http_client *harness_start(struct http_client_opts *o)
 	};
 	struct http_client *c = http_client_create(base, harness_metrics, o);
 	ok(c != NULL, "client created");
+	return c;
+}
+
+/* Between the passes over both transports (own HTTP/1.1, then libcurl): the upstream's
+ * per-test counters start again from zero. */
+static void harness_reset(void)
+{
+	up.flaky_hits = up.flaky_fail = up.ra_hits = up.post_hits = up.put_hits = up.always_hits = 0;
+	up.uploads = up.upload_bad = 0;
+	up.upload_len = 0;
+}
+
+/* Pass 0 uses the client made by harness_start: plain http:// goes through the client's own
+ * HTTP/1.1 transport; pass 1 makes one with curl_only, so the same tests run through libcurl. */
+static struct http_client *harness_pass(struct http_client_opts *o, struct http_client *c, int pass)
+{
+	if (pass) {
+		harness_reset();
+		o->curl_only = true;
+		c = http_client_create(base, harness_metrics, o);
+	}
+	printf("# transport: %s\n", o->curl_only ? "libcurl" : "own HTTP/1.1");
 	return c;
 }
 

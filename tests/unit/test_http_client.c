@@ -224,13 +224,16 @@ int main(void)
 	struct http_client *c = harness_start(&o);
 	if (!c)
 		return tap_done();
-	test_get(c);
-	test_reuse(c);
-	test_upload(c);
-	test_download(c);
-	test_retries(c);
-	is_int(http_client_active(c), 0, "nothing active at the end");
-	test_secrets(harness_log, harness_metrics);
-	http_client_destroy(c);
+	for (int pass = 0; pass < 2; pass++) {
+		c = harness_pass(&o, c, pass);
+		test_get(c);
+		test_reuse(c);
+		test_upload(c);
+		test_download(c);
+		test_retries(c);
+		is_int(http_client_active(c), 0, "nothing active at the end");
+		test_secrets(harness_log, harness_metrics);
+		http_client_destroy(c);
+	}
 	return harness_finish();
 }

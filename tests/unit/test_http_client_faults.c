@@ -268,12 +268,15 @@ int main(void)
 	struct http_client *c = harness_start(&o);
 	if (!c)
 		return tap_done();
-	test_faults(c);
-	test_cancel(c);
-	is_int(http_client_active(c), 0, "nothing active at the end");
-	test_fault_metrics(harness_metrics);
-	http_client_destroy(c);
-	test_destroy(&o);
+	for (int pass = 0; pass < 2; pass++) {
+		c = harness_pass(&o, c, pass);
+		test_faults(c);
+		test_cancel(c);
+		is_int(http_client_active(c), 0, "nothing active at the end");
+		test_fault_metrics(harness_metrics);
+		http_client_destroy(c);
+		test_destroy(&o);
+	}
 	test_tls(&o);
 	return harness_finish();
 }
