@@ -86,6 +86,11 @@ char *cache_store_version_key(struct cache *c, const char *db, const char *table
  * (cache_store_value_ttl). */
 #define CACHE_VKEY_KEYED "!k"
 int64_t cache_store_value_ttl(const struct cache *c);
+/* A lookup over whole tables and the extra version keys xk (nxp that persist, then nxe that
+ * expire; each list sorted and unique), sent at once (cache_store.c). */
+struct cache_lookup *cache_lookup_make(struct cache *c, const char *database, const char *const *tables,
+				       size_t ntables, char *const *xk, size_t nxp, size_t nxe,
+				       const unsigned char key[CACHE_KEY_LEN], cache_lookup_fn cb, void *arg);
 /* floor(v / CACHE_KEY_BUCKET). */
 int64_t cache_store_bucket(int64_t v);
 /* <version key of db, table><suffix><number>, or without a number when suffix is "!k";
