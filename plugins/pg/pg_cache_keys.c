@@ -54,9 +54,9 @@ int pg_cache_bind_param(void *arg, int number, int64_t *v)
 	p += 2;
 	if (number > np)
 		return -1;
-	int16_t fmt = nf == 0 ? 0 : (int16_t)pg_cache_u16(fmts + 2 * (nf == 1 ? 0 : (size_t)(number - 1)));
 	if (nf > 1 && nf != np)
 		return -1;
+	int16_t fmt = nf == 0 ? 0 : (int16_t)pg_cache_u16(fmts + 2 * (nf == 1 ? 0 : (size_t)(number - 1)));
 	uint32_t oid = 0;
 	if (b->types && (size_t)number <= b->ntypes)
 		oid = pg_cache_u32(b->types + 4 * (size_t)(number - 1));
