@@ -24,19 +24,6 @@ int64_t cache_store_bucket(int64_t v)
 	return (v % CACHE_KEY_BUCKET < 0) ? q - 1 : q;
 }
 
-char *cache_store_value_key(struct cache *c, const char *db, const char *table, const char *suffix, int64_t n)
-{
-	size_t kl = cache_store_version_key_len(c, db, table), sl = strlen(suffix);
-	char *k = malloc(kl + sl + 24);
-	if (!k)
-		return NULL;
-	cache_store_version_key_to(c, db, table, k);
-	memcpy(k + kl, suffix, sl + 1);
-	if (strcmp(suffix, CACHE_VKEY_KEYED) != 0)
-		snprintf(k + kl + sl, 24, "%lld", (long long)n);
-	return k;
-}
-
 static int cache_str_ptr_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -58,6 +45,17 @@ static char *cache_store_value_key_in(struct cache *c, const char *db, const cha
 		len += (size_t)snprintf(k + len, 22, "%lld", (long long)n);
 	*p += len + 1;
 	*room -= len + 1;
+	return k;
+}
+
+char *cache_store_value_key(struct cache *c, const char *db, const char *table, const char *suffix, int64_t n)
+{
+	size_t room = cache_store_version_key_len(c, db, table) + strlen(suffix) + 22;
+	char *k = malloc(room), *p = k;
+	if (k && !cache_store_value_key_in(c, db, table, suffix, n, &p, &room)) {
+		free(k);
+		return NULL;
+	}
 	return k;
 }
 

@@ -469,20 +469,20 @@ int cache_sql_keys(const struct cache_sql_lex *lx, const size_t *match, size_t b
 
 void cache_sql_key_set_add(struct cache_sql_info *info, const char *col)
 {
+	if (info->nwset == SIZE_MAX)
+		return; /* already "every column" */
 	char **nv = realloc(info->wset, (info->nwset + 1) * sizeof(*nv));
 	char *d = strdup(col);
+	if (nv)
+		info->wset = nv;
 	if (!nv || !d) {
 		free(d);
-		if (nv)
-			info->wset = nv;
+		for (size_t i = 0; i < info->nwset; i++)
+			free(info->wset[i]);
 		info->nwset = SIZE_MAX; /* unknown: every column */
 		return;
 	}
-	info->wset = nv;
-	if (info->nwset != SIZE_MAX)
-		nv[info->nwset++] = d;
-	else
-		free(d);
+	nv[info->nwset++] = d;
 }
 
 void cache_sql_key_set_free(struct cache_sql_info *info)
