@@ -2,6 +2,7 @@
  * login, then relaying the client's messages to whichever server the pool lends it, holding
  * back its Terminate so the server stays open for the next client. */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -407,7 +408,9 @@ static void pg_client_startup(struct pg_client *c)
 			continue;
 		}
 		if (st.kind == STARTUP_KIND_CANCEL) {
-			pg_cancel(c->pg, st.cancel_pid, st.cancel_key);
+			/* the canceller sees its connection close when the server has the cancel */
+			evutil_socket_t fd = c->out.bare ? c->out.fd : c->bev ? bufferevent_getfd(c->bev) : -1;
+			pg_cancel(c->pg, st.cancel_pid, st.cancel_key, fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1);
 			startup_deinit(&st);
 			pg_client_close(c);
 			return;

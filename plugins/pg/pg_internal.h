@@ -514,8 +514,9 @@ size_t pg_relay_client_take(void *arg, const unsigned char *p, size_t n);
  * login answer (AuthenticationOk ... ReadyForQuery), then it is idle */
 void pg_login_done(struct pg_client *c);
 
-/* pg_cancel.c: forwards a CancelRequest to the backend serving that client now */
-void pg_cancel(struct pg *pg, uint32_t pid, uint32_t key);
+/* pg_cancel.c: forwards a CancelRequest to the backend serving that client now; hold_fd (owned
+ * from now on, or -1) is a dup of the canceller's socket, closed once the server has it */
+void pg_cancel(struct pg *pg, uint32_t pid, uint32_t key, evutil_socket_t hold_fd);
 
 /* pg_client.c */
 void pg_client_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen, void *arg);

@@ -402,6 +402,8 @@ def test_cancel_reaches_the_clients_own_query(pooler):
     # a cancel with a key nobody has does nothing
     s = raw_pg(t.sockdir)
     s.sendall(struct.pack("!IIII", 16, 80877102, 1, 2))
+    s.settimeout(5)
+    assert s.recv(16) == b""  # closed at once, nothing said
     s.close()
     assert backend_pid(victim) and backend_pid(bystander)
     victim.close()

@@ -243,6 +243,24 @@ def test_psycopg2_server_side_cursors(pooled):
     conn.close()
 
 
+def test_psycopg2_cancel_with_nothing_running_never_hits_the_next_query(pooled):
+    """A cancel that arrives while the client is idle is dropped (in session mode its server is
+    still linked to it), and a cancel tether forwards closes the canceller's connection only
+    once PostgreSQL has it, so the query sent after cancel() returns is never the one cancelled."""
+    conn = connect(pooled, autocommit=True)
+    for i in range(40):
+        conn.cancel()
+        assert one(conn, "select %s", (i,)) == (i,)
+    for i in range(5):
+        timer = threading.Timer(0.2, conn.cancel)
+        timer.start()
+        with pytest.raises(psycopg2.errors.QueryCanceled):
+            one(conn, "select pg_sleep(30)")
+        timer.join()
+        assert one(conn, "select %s", (i,)) == (i,)  # straight after: not hit by a late cancel
+    conn.close()
+
+
 def test_psycopg2_cancel_from_another_thread(pooled):
     conn = connect(pooled)
     other = connect(pooled, autocommit=True)  # another client busy at the same time
