@@ -11,7 +11,7 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
             -Wno-missing-field-initializers -Wstrict-prototypes -Wformat=2 -fno-strict-aliasing \
-            -I daemon -I $(BUILD) $(PKG_CFLAGS) -DTETHER_VERSION='"$(VERSION)"'
+            -I daemon -I $(BUILD) $(PKG_CFLAGS)
 LDFLAGS  ?=
 ifeq ($(SAN),1)
 CFLAGS   += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -44,6 +44,11 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/plugins.c: scripts/gen-plugins.sh FORCE | $(BUILD)
 	@scripts/gen-plugins.sh $(PLUGIN_DIRS) > $@.tmp && (cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@)
 FORCE:
+# The version string (git describe), rewritten only when it changes, so that --version, the
+# ready log line and the User-Agent follow the tree without rebuilding more than its users.
+$(BUILD)/version.h: FORCE | $(BUILD)
+	@printf '#define TETHER_VERSION "%s"\n' '$(VERSION)' > $@.tmp && (cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@)
+$(LIB_OBJ) $(BUILD)/obj/daemon/main.o: | $(BUILD)/version.h
 $(BUILD)/obj/plugins.o: $(BUILD)/plugins.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<

@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 
 #include "core_conf.h"
+#include "version.h"
 
 static bool admin_get_only(struct http_request *r)
 {

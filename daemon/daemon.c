@@ -13,6 +13,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "core_conf.h"
+#include "version.h"
 
 static const struct log_src daemon_log = { "core", 0 };
 

@@ -18,9 +18,7 @@
 #include "log.h"
 #include "metrics.h"
 
-#ifndef TETHER_VERSION
-#define TETHER_VERSION "dev"
-#endif
+#include "version.h"
 
 const struct log_src http_client_log = { "upstream", 0 };
 

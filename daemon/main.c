@@ -13,6 +13,7 @@
 
 #include "core_conf.h"
 #include "core_internal.h"
+#include "version.h"
 
 static const struct log_src main_log = { "core", 0 };
 

@@ -18,6 +18,7 @@
 
 #include "pg_admin.h"
 #include "pg_internal.h"
+#include "version.h"
 
 #define PG_ADMIN_STATS_PERIOD 60 /* seconds: SHOW STATS averages over the last whole period */
 
