@@ -8,37 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CACHE_SQL_MAX_DEPTH 64
-
-struct cache_sql_ctx {
-	const struct cache_sql_lex *lx;
-	const struct cache_sql_opts *opts;
-	struct cache_sql_info *info;
-	size_t *match;  /* per token: index of the matching paren, or SIZE_MAX */
-	bool *callpar;  /* per '(' token: it opens a function call's arguments */
-	struct cache_sql_names ctes;
-	bool oom;
-};
-
 /* What one statement is, for the whole-string verdict. */
 enum cache_sql_kind { CACHE_SQL_K_READ, CACHE_SQL_K_OTHER };
-
-static bool cache_sql_is(struct cache_sql_ctx *c, size_t i, const char *w)
-{
-	return cache_sql_lex_is(c->lx, i, w);
-}
-
-static enum cache_sql_tok_type cache_sql_type(struct cache_sql_ctx *c, size_t i)
-{
-	return c->lx->toks[i].type;
-}
 
 static bool cache_sql_is_name(struct cache_sql_ctx *c, size_t i, size_t e)
 {
 	return i < e && (cache_sql_type(c, i) == CACHE_SQL_IDENT || cache_sql_type(c, i) == CACHE_SQL_QIDENT);
 }
 
-static void cache_sql_all(struct cache_sql_ctx *c, const char *why)
+void cache_sql_all(struct cache_sql_ctx *c, const char *why)
 {
 	if (!c->info->invalidate_all) {
 		c->info->invalidate_all = true;
@@ -168,7 +146,7 @@ char *cache_sql_name_at(const struct cache_sql_lex *lx, size_t i, size_t e, size
 }
 
 /* Skips `if exists` / `if not exists`. */
-static size_t cache_sql_skip_if(struct cache_sql_ctx *c, size_t i)
+size_t cache_sql_skip_if(struct cache_sql_ctx *c, size_t i)
 {
 	if (cache_sql_is(c, i, "if") && cache_sql_is(c, i + 1, "exists"))
 		return i + 2;
@@ -177,7 +155,7 @@ static size_t cache_sql_skip_if(struct cache_sql_ctx *c, size_t i)
 	return i;
 }
 
-static bool cache_sql_has_word(struct cache_sql_ctx *c, size_t b, size_t e, const char *w)
+bool cache_sql_has_word(struct cache_sql_ctx *c, size_t b, size_t e, const char *w)
 {
 	for (size_t i = b; i < e; i++)
 		if (cache_sql_is(c, i, w))
@@ -186,7 +164,7 @@ static bool cache_sql_has_word(struct cache_sql_ctx *c, size_t b, size_t e, cons
 }
 
 /* Records the table name at i as a write target; returns false when none is there. */
-static bool cache_sql_target(struct cache_sql_ctx *c, size_t i, size_t e, size_t *next)
+bool cache_sql_target(struct cache_sql_ctx *c, size_t i, size_t e, size_t *next)
 {
 	if (cache_sql_is(c, i, "only"))
 		i++;
@@ -199,7 +177,7 @@ static bool cache_sql_target(struct cache_sql_ctx *c, size_t i, size_t e, size_t
 
 /* Function calls in [b, e): unknown ones may write anything (invalidate everything, never
  * cache); volatile ones make a read uncacheable. */
-static void cache_sql_scan_calls(struct cache_sql_ctx *c, size_t b, size_t e)
+void cache_sql_scan_calls(struct cache_sql_ctx *c, size_t b, size_t e)
 {
 	for (size_t i = b; i < e; i++) {
 		if (cache_sql_type(c, i) != CACHE_SQL_OP)
@@ -456,7 +434,7 @@ static bool cache_sql_locking(struct cache_sql_ctx *c, size_t b, size_t e)
 	return false;
 }
 
-static bool cache_sql_temp_word(struct cache_sql_ctx *c, size_t i)
+bool cache_sql_temp_word(struct cache_sql_ctx *c, size_t i)
 {
 	return cache_sql_is(c, i, "temp") || cache_sql_is(c, i, "temporary");
 }
@@ -487,106 +465,6 @@ static enum cache_sql_kind cache_sql_read(struct cache_sql_ctx *c, size_t b, siz
 	cache_sql_collect_ctes(c, b, e);
 	cache_sql_collect_reads(c, b, e);
 	return CACHE_SQL_K_READ;
-}
-
-static void cache_sql_name_list(struct cache_sql_ctx *c, size_t i, size_t e, const char *why)
-{
-	size_t nx;
-	for (;;) {
-		if (cache_sql_is(c, i, "only"))
-			i++;
-		if (!cache_sql_target(c, i, e, &nx)) {
-			cache_sql_all(c, why);
-			return;
-		}
-		i = nx;
-		if (i < e && cache_sql_type(c, i) == CACHE_SQL_OP && c->lx->src[c->lx->toks[i].off] == '*')
-			i++;
-		if (i < e && cache_sql_type(c, i) == CACHE_SQL_COMMA)
-			i++;
-		else
-			return;
-	}
-}
-
-/* The object kind after ALTER / DROP when it holds rows: 1 or 2 words, else 0. */
-static size_t cache_sql_relkind(struct cache_sql_ctx *c, size_t i)
-{
-	if (cache_sql_is(c, i, "table") || cache_sql_is(c, i, "view"))
-		return 1;
-	if ((cache_sql_is(c, i, "materialized") && cache_sql_is(c, i + 1, "view")) ||
-	    (cache_sql_is(c, i, "foreign") && cache_sql_is(c, i + 1, "table")))
-		return 2;
-	return 0;
-}
-
-static void cache_sql_ddl(struct cache_sql_ctx *c, size_t b, size_t e)
-{
-	c->info->ddl = true;
-	size_t i = b + 1, k;
-	if (cache_sql_is(c, b, "truncate")) {
-		if (cache_sql_is(c, i, "table"))
-			i++;
-		cache_sql_name_list(c, i, e, "TRUNCATE tether cannot follow");
-		if (cache_sql_has_word(c, i, e, "cascade"))
-			cache_sql_all(c, "TRUNCATE ... CASCADE empties referencing tables");
-	} else if (cache_sql_is(c, b, "refresh")) {
-		if (!cache_sql_is(c, i, "materialized") || !cache_sql_is(c, i + 1, "view")) {
-			cache_sql_all(c, "unknown REFRESH");
-			return;
-		}
-		i += 2;
-		if (cache_sql_is(c, i, "concurrently"))
-			i++;
-		size_t nx;
-		if (!cache_sql_target(c, i, e, &nx))
-			cache_sql_all(c, "REFRESH tether cannot follow");
-	} else if (cache_sql_is(c, b, "drop")) {
-		if ((k = cache_sql_relkind(c, i)) == 0) {
-			if (cache_sql_is(c, i, "index") || cache_sql_is(c, i, "sequence") ||
-			    cache_sql_is(c, i, "statistics"))
-				return;
-			cache_sql_all(c, "DROP of an object that can change query results");
-			return;
-		}
-		cache_sql_name_list(c, cache_sql_skip_if(c, i + k), e, "DROP tether cannot follow");
-		if (cache_sql_has_word(c, i, e, "cascade"))
-			cache_sql_all(c, "DROP ... CASCADE drops dependent objects");
-	} else if (cache_sql_is(c, b, "alter")) {
-		if ((k = cache_sql_relkind(c, i)) == 0) {
-			if (cache_sql_is(c, i, "index") || cache_sql_is(c, i, "sequence") ||
-			    cache_sql_is(c, i, "statistics"))
-				return;
-			cache_sql_all(c, "ALTER of an object that can change query results");
-			return;
-		}
-		i = cache_sql_skip_if(c, i + k);
-		size_t nx;
-		if (cache_sql_is(c, i, "all") || !cache_sql_target(c, i, e, &nx)) {
-			cache_sql_all(c, "ALTER tether cannot follow");
-			return;
-		}
-		for (size_t j = nx; j < e; j++) {
-			if (cache_sql_is(c, j, "rename") || (cache_sql_is(c, j, "set") && cache_sql_is(c, j + 1, "schema"))) {
-				cache_sql_all(c, "renaming or moving a table may shadow another");
-				return;
-			}
-		}
-		cache_sql_scan_calls(c, nx, e);
-	} else if (cache_sql_is(c, b, "create")) {
-		for (size_t j = i; j < e && j < i + 4; j++)
-			if (cache_sql_temp_word(c, j))
-				c->info->creates_temp = true;
-		for (size_t j = i; j < e && j < i + 5; j++) {
-			if (cache_sql_is(c, j, "index") || cache_sql_is(c, j, "sequence") || cache_sql_is(c, j, "statistics"))
-				return; /* no query result changes */
-			if (cache_sql_is(c, j, "table") || cache_sql_is(c, j, "view") || cache_sql_is(c, j, "as"))
-				break;
-		}
-		cache_sql_all(c, "CREATE may shadow a table on the search_path or change results");
-	} else {
-		cache_sql_all(c, "privilege or catalog change");
-	}
 }
 
 static enum cache_sql_kind cache_sql_statement(struct cache_sql_ctx *c, size_t b, size_t e, int level);

@@ -64,4 +64,43 @@ void cache_sql_keys_free(struct cache_sql_info *info);
 /* True when `word` (lower-case) may stand before '(' without being a function call. */
 bool cache_sql_funcs_syntax_word(const char *word);
 
+/* The statement classifier's state (cache_sql.c), shared with its DDL part (cache_sql_ddl.c). */
+#define CACHE_SQL_MAX_DEPTH 64
+
+struct cache_sql_ctx {
+	const struct cache_sql_lex *lx;
+	const struct cache_sql_opts *opts;
+	struct cache_sql_info *info;
+	size_t *match;  /* per token: index of the matching paren, or SIZE_MAX */
+	bool *callpar;  /* per '(' token: it opens a function call's arguments */
+	struct cache_sql_names ctes;
+	bool oom;
+};
+
+static inline bool cache_sql_is(struct cache_sql_ctx *c, size_t i, const char *w)
+{
+	return cache_sql_lex_is(c->lx, i, w);
+}
+
+static inline enum cache_sql_tok_type cache_sql_type(struct cache_sql_ctx *c, size_t i)
+{
+	return c->lx->toks[i].type;
+}
+
+/* Everything is invalidated (the first reason is kept). */
+void cache_sql_all(struct cache_sql_ctx *c, const char *why);
+/* Some token in [b, e) is the unquoted word w. */
+bool cache_sql_has_word(struct cache_sql_ctx *c, size_t b, size_t e, const char *w);
+/* Records the table name at i as a write target; returns false when none is there. */
+bool cache_sql_target(struct cache_sql_ctx *c, size_t i, size_t e, size_t *next);
+/* Skips `if exists` / `if not exists`. */
+size_t cache_sql_skip_if(struct cache_sql_ctx *c, size_t i);
+/* TEMP or TEMPORARY at i. */
+bool cache_sql_temp_word(struct cache_sql_ctx *c, size_t i);
+/* Function calls in [b, e): unknown ones may write anything (invalidate everything, never
+ * cache); volatile ones make a read uncacheable. */
+void cache_sql_scan_calls(struct cache_sql_ctx *c, size_t b, size_t e);
+/* TRUNCATE, REFRESH, DROP, ALTER, CREATE, GRANT ... [b, e): what they invalidate (cache_sql_ddl.c). */
+void cache_sql_ddl(struct cache_sql_ctx *c, size_t b, size_t e);
+
 #endif
