@@ -1,12 +1,14 @@
 /* Plain-socket I/O for clients and servers with fewer system calls than libevent's bufferevent:
  * output is written directly once the callbacks of this loop pass have queued their bytes, and
  * EV_WRITE is armed only while the kernel buffer is full (as daemon/http_server.c does); input is
- * read with one read call, without the FIONREAD ioctl libevent makes before every read. Plain
- * client sockets have no bufferevent at all ("bare": an fd, one event, and evbuffers only while
- * the client is busy), which is most of what an idle client costs otherwise. TLS connections
- * keep libevent's own paths. */
+ * read with one recv call, without the FIONREAD ioctl libevent makes before every read. (recv
+ * and send rather than read and write: the socket calls skip the VFS layer, about 5 % of what a
+ * small message costs the kernel on a unix socket.) Plain client sockets have no bufferevent at
+ * all ("bare": an fd, one event, and evbuffers only while the client is busy), which is most of
+ * what an idle client costs otherwise. TLS connections keep libevent's own paths. */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -125,7 +127,7 @@ static void pg_in_readable(struct pg_out *o, evutil_socket_t fd)
 	static unsigned char buf[PG_IN_READ];
 	struct bufferevent *bev = o->bev;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	ssize_t n = read(fd, buf, sizeof(buf));
+	ssize_t n = recv(fd, buf, sizeof(buf), 0);
 	int err = errno;
 	size_t used = 0;
 	if (n > 0 && o->cbs && o->cbs->take && evbuffer_get_length(in) == 0) {
@@ -427,7 +429,7 @@ static void pg_io_socket(struct pg_out *o, evutil_socket_t fd, short what)
 	}
 	if (!(what & EV_READ) || !o->rd_on)
 		return;
-	ssize_t n = read(fd, buf, sizeof(buf));
+	ssize_t n = recv(fd, buf, sizeof(buf), 0);
 	int err = errno;
 	size_t used = 0;
 	if (n > 0 && o->cbs->take && (!o->in || evbuffer_get_length(o->in) == 0)) {
@@ -559,7 +561,7 @@ int pg_io_send(struct pg_out *o, const void *p, size_t n)
 	}
 	size_t done = 0;
 	if (fd >= 0 && (!out || evbuffer_get_length(out) == 0)) {
-		ssize_t w = write(fd, p, n);
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
 		if (w > 0)
 			done = (size_t)w;
 		if (done == n)
