@@ -297,7 +297,8 @@ static void h1_complete(struct http_client_h1_conn *k, CURLcode rc)
 {
 	struct http_client_req *r = k->r;
 	struct http_client *c = k->pool->c;
-	bool keep = rc == CURLE_OK && !k->no_reuse && !k->stop_send && http_should_keep_alive(&k->parser) &&
+	bool keep = rc == CURLE_OK && !k->no_reuse && !k->stop_send &&
+		    (k->fast ? k->fast_keep : http_should_keep_alive(&k->parser)) &&
 		    evbuffer_get_length(k->out) == 0 && k->pool->nidle < H1_IDLE_MAX && !c->destroying;
 	k->r = NULL;
 	if (r)

@@ -144,7 +144,13 @@ int http_head_on_header_field(http_parser *p, const char *at, size_t len);
 int http_head_on_header_value(http_parser *p, const char *at, size_t len);
 int http_head_done(struct http_conn *c);
 void http_head_request_id(struct http_server *s, struct http_request *r);
+/* http_server_msg.c: feeds len bytes of input to the request parser (the fast path for a
+ * plain head between messages, else libhttp-parser), returning the bytes used; errors and
+ * pauses are in c->parser's http_errno as libhttp-parser leaves them. */
+size_t http_conn_parse(struct http_conn *c, const char *buf, size_t len);
 /* http_server.c */
+struct http_route_entry *http_server_route(struct http_server *s, const char *path);
+void http_conn_arm_timer(struct http_conn *c, int64_t ms);
 void http_conn_response_done(struct http_conn *c);
 /* Writes queued output now; the write event is armed only when the socket is full. */
 void http_conn_flush(struct http_conn *c);
