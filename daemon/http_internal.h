@@ -17,6 +17,7 @@ struct bufferevent;
 struct event;
 
 #define HTTP_ROUTE_SERIES_CACHE 4
+#define HTTP_READ_SIZE (64 * 1024)
 struct http_route_series {
 	int status;
 	const char *method; /* one of http_method_label's constants */
@@ -56,6 +57,7 @@ struct http_server {
 	struct metric_series *m_conns, *m_conns_total;
 	struct metric_series *m_err_bad_request, *m_err_header, *m_err_body, *m_err_timeout, *m_err_conns;
 	struct http_route_entry notfound; /* metrics for unknown routes */
+	char rbuf[HTTP_READ_SIZE];        /* one recv() at a time, parsed where it lands */
 };
 
 struct http_header {
@@ -91,7 +93,8 @@ struct http_request {
 	void *body_arg, *abort_arg, *drain_arg;
 	/* response */
 	int status;
-	struct evbuffer *resp_headers;
+	char *rh; /* the handler's response headers, "Name: value\r\n" each (kept for the next request) */
+	size_t rh_len, rh_cap;
 	bool resp_started, resp_ended, resp_chunked;
 	int64_t resp_length;
 	uint64_t resp_written;
