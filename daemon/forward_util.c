@@ -14,6 +14,8 @@ const char *const forward_auth_names[] = { "pass", "strip", "reject", NULL };
 static bool forward_connection_names(const char *connection, const char *name, size_t nlen)
 {
 	const char *p = connection;
+	if (strnlen(connection, nlen) < nlen)
+		return false; /* shorter than the name ("keep-alive" and most names) */
 	while (p && *p) {
 		while (*p == ' ' || *p == '\t' || *p == ',')
 			p++;

@@ -547,7 +547,7 @@ void http_client_req_on_event(evutil_socket_t fd, short what, void *arg)
 	}
 	switch (r->state) {
 	case HTTP_CLIENT_REQ_WAITING: {
-		int64_t wait = r->start_at - http_client_now_ms();
+		int64_t wait = r->start_at ? r->start_at - http_client_now_ms() : 0; /* 0: start now */
 		if (wait > 0)
 			http_client_req_arm(r, wait);
 		else

@@ -26,9 +26,18 @@ bool http_client_h1_parse_url(struct http_client_req *r)
 		return false;
 	size_t alen = strcspn(u + 7, "/?#");
 	const char *a = u + 7, *path = a + alen;
-	if (alen == 0 || memchr(a, '@', alen) || *path == '#')
+	if (alen == 0 || *path == '#')
 		return false;
+	struct http_client *c = r->c;
 	size_t hlen = alen;
+	long port = 80;
+	if (alen == c->h1_auth_len && memcmp(a, c->h1_auth, alen) == 0) {
+		hlen = c->h1_auth_hostlen; /* checked when it was first seen */
+		port = c->h1_auth_port;
+		goto path;
+	}
+	if (memchr(a, '@', alen))
+		return false;
 	const char *colon = NULL;
 	if (a[0] == '[') {
 		const char *rb = memchr(a, ']', alen);
@@ -43,7 +52,6 @@ bool http_client_h1_parse_url(struct http_client_req *r)
 	} else if ((colon = memchr(a, ':', alen))) {
 		hlen = (size_t)(colon - a);
 	}
-	long port = 80;
 	if (colon) {
 		size_t plen = alen - hlen - 1;
 		if (plen == 0 || plen > 5 || strspn(colon + 1, "0123456789") < plen)
@@ -66,6 +74,13 @@ bool http_client_h1_parse_url(struct http_client_req *r)
 	} else if (strcasecmp(host, "localhost") != 0 && inet_pton(AF_INET, host, &v4) != 1) {
 		return false; /* a name: libcurl's resolver (threaded, cached) looks it up */
 	}
+	if (alen < sizeof(c->h1_auth)) {
+		memcpy(c->h1_auth, a, alen);
+		c->h1_auth_len = alen;
+		c->h1_auth_hostlen = hlen;
+		c->h1_auth_port = (uint16_t)port;
+	}
+path:
 	/* libcurl would squash dot segments and drop a fragment: such paths stay with it. */
 	for (const char *p = path; *p && *p != '?'; p++) {
 		if (*p <= 0x20 || *p >= 0x7f || *p == '#')

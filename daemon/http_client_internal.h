@@ -139,6 +139,9 @@ struct http_client {
 	bool no_proxy_env; /* no proxy variables at start: curl is told so, saving its getenv()s */
 	struct http_client_h1 *h1; /* the native transport's pool (http_client_h1.c), or NULL */
 	bool native_http1;         /* plain http:// URLs may use it */
+	char h1_auth[64];          /* the last authority http_client_h1_parse_url took (most */
+	size_t h1_auth_len, h1_auth_hostlen; /* requests name the same one), its host part and */
+	uint16_t h1_auth_port;     /* port; h1_auth_len 0: none yet */
 	struct http_client_series series[HTTP_CLIENT_SERIES_CACHE];
 	size_t nseries;
 	struct metric *m_requests, *m_retries, *m_errors, *m_inflight, *m_duration;

@@ -15,6 +15,7 @@
 
 #include "http_client_h1.h"
 #include "http_client_internal.h"
+#include "http_scan.h"
 #include "http_retry.h"
 #include "log.h"
 #include "metrics.h"
@@ -75,13 +76,8 @@ static char *http_client_req_log_target(const char *url)
 /* A method is an HTTP token: it goes verbatim into the request line. */
 static bool http_client_req_token(const char *s)
 {
-	if (!*s)
-		return false;
-	for (; *s; s++)
-		if (!((*s >= '0' && *s <= '9') || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
-		      (*s && strchr("!#$%&'*+-.^_`|~", *s))))
-			return false;
-	return true;
+	size_t n = http_scan_token_len(s);
+	return n > 0 && s[n] == '\0';
 }
 
 struct http_client_req *http_client_req_create(struct http_client *c, const char *upstream, const char *method,

@@ -25,6 +25,14 @@ static const uint8_t scan_class[256] = {
 	7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6, 7, 6, 7, 0,
 };
 
+size_t http_scan_token_len(const char *s)
+{
+	const char *p = s;
+	while (scan_class[(unsigned char)*p] & SC_TOKEN)
+		p++;
+	return (size_t)(p - s);
+}
+
 /* Word-at-a-time tests (exact for any byte of the word): a byte below n (n <=
  * 128), above n (n <= 127), equal to c. Eight bytes of a value or target cost
  * about one test, not eight. */

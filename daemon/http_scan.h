@@ -39,6 +39,9 @@ struct http_scan {
  * keep-alive in *out; no Transfer-Encoding, Upgrade or Proxy-Connection, at
  * most one Content-Length, every value non-empty. false: let libhttp-parser
  * read it (incomplete, unusual or malformed); *out is then undefined. */
+/* The length of the run of RFC 9110 token characters (tchar) at the start of s. */
+size_t http_scan_token_len(const char *s);
+
 bool http_scan_request(const char *buf, size_t len, struct http_scan *out);
 bool http_scan_response(const char *buf, size_t len, struct http_scan *out);
 
