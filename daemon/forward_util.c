@@ -32,6 +32,11 @@ static bool forward_connection_names(const char *connection, const char *name, s
 	return false;
 }
 
+const char *forward_connection_listed(const char *connection)
+{
+	return connection && strcasecmp(connection, "keep-alive") == 0 ? NULL : connection;
+}
+
 bool forward_hop_by_hop(const char *name, const char *connection)
 {
 	static const struct {

@@ -273,9 +273,7 @@ void http_client_req_free(struct http_client_req *r)
 	if (r->hdrs)
 		explicit_bzero(r->hdrs, r->hdrs_len); /* an Authorization token, likely */
 	r->hdrs_len = 0;
-	free(r->method);
-	free(r->url);
-	free(r->log_target);
+	r->method = r->url = r->log_target = NULL; /* (in r->strs, kept) */
 	if (!c->destroying && c->nspare < http_client_spare_keep() && r->ev && r->body_in && r->replay && r->chunk) {
 		/* Kept whole for the next request (http_client_req_create): the easy handle keeps its
 		 * options, curl's caches and connection pool stay in the multi handle. */
@@ -301,6 +299,7 @@ static void http_client_req_release(struct http_client_req *r)
 	if (r->ev)
 		event_free(r->ev);
 	free(r->rh);
+	free(r->strs);
 	free(r->hbuf);
 	free(r->hdrs);
 	if (r->body_in)

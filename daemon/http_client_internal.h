@@ -41,6 +41,8 @@ struct http_client_req {
 	enum http_client_req_state state;
 	CURL *easy;
 	char *method, *url, *log_target; /* log_target: host + path, never userinfo or query */
+	char *strs; /* the three above, NUL-separated (kept with a pooled request) */
+	size_t strs_cap;
 	const char *upstream;
 	/* The caller's headers as "Name: value" (or "Name; " for an empty value) strings one after
 	 * another, NUL-terminated; kept with a pooled struct. curl gets a list made from them. */

@@ -146,6 +146,9 @@ int http_head_on_url(http_parser *p, const char *at, size_t len);
 int http_head_on_header_field(http_parser *p, const char *at, size_t len);
 int http_head_on_header_value(http_parser *p, const char *at, size_t len);
 int http_head_done(struct http_conn *c);
+struct http_scan;
+/* The whole head from the fast scanner (pieces of buf), stored as the callbacks would. */
+int http_head_fast(struct http_conn *c, const char *buf, const struct http_scan *sc);
 void http_head_request_id(struct http_server *s, struct http_request *r);
 /* http_server_msg.c: feeds len bytes of input to the request parser (the fast path for a
  * plain head between messages, else libhttp-parser), returning the bytes used; errors and

@@ -194,15 +194,8 @@ static size_t http_conn_parse_fast(struct http_conn *c, const char *buf, size_t 
 	enum http_errno fail = HPE_OK;
 	if (http_on_message_begin(p) != 0)
 		fail = HPE_CB_message_begin;
-	else if (http_head_on_url(p, buf + sc.target.at, sc.target.len) != 0)
-		fail = HPE_CB_url;
-	for (size_t i = 0; fail == HPE_OK && i < sc.nheaders; i++) {
-		const struct http_scan_header *h = &sc.headers[i];
-		if (http_head_on_header_field(p, buf + h->name.at, h->name.len) != 0)
-			fail = HPE_CB_header_field;
-		else if (http_head_on_header_value(p, buf + h->value.at, h->value.len) != 0)
-			fail = HPE_CB_header_value;
-	}
+	else if (http_head_fast(c, buf, &sc) != 0)
+		fail = HPE_CB_header_value;
 	if (fail == HPE_OK) {
 		/* what the rest of the server reads from the parser */
 		p->http_major = 1;
