@@ -42,19 +42,27 @@ size_t http_scan_token_len(const char *s)
 #define SC_MORE(x, n) ((((x) + SC_ONES * (127 - (n))) | (x)) & SC_HIGH)
 #define SC_HAS(x, c) SC_LESS((x) ^ (SC_ONES * (c)), 1)
 
-/* Skips the bytes of class cls from p: whole words of plain visible characters
- * first (no '#' for a target), then byte by byte. */
-static const char *scan_skip(const char *p, const char *end, uint8_t cls)
+/* Skips the bytes of class cls from p: whole words of plain visible characters first (no '#'
+ * for a target), then the word's first odd byte is found from the test's lowest flag (exact:
+ * borrows and carries only run upwards) and taken if it is of the class (HTAB in a value). */
+static inline const char *scan_skip(const char *p, const char *end, uint8_t cls)
 {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 	while (end - p >= 8) {
 		uint64_t w;
 		memcpy(&w, p, 8);
 		uint64_t odd = cls == SC_URL ? SC_LESS(w, 0x21) | SC_MORE(w, 0x7e) | SC_HAS(w, '#')
 					     : SC_LESS(w, 0x20) | SC_MORE(w, 0x7e);
-		if (odd)
-			break;
-		p += 8;
+		if (!odd) {
+			p += 8;
+			continue;
+		}
+		p += __builtin_ctzll(odd) >> 3;
+		if (!(scan_class[(unsigned char)*p] & cls))
+			return p;
+		p++;
 	}
+#endif
 	while (p < end && (scan_class[(unsigned char)*p] & cls))
 		p++;
 	return p;
