@@ -165,8 +165,9 @@ int http_client_h1_msg_head(struct http_client_h1_conn *k)
 	}
 	if (own_accept)
 		H1_PUT("Accept: */*\r\n", 13);
-	for (size_t at = 0; at < r->hdrs_len; at += strlen(r->hdrs + at) + 1) {
+	for (size_t at = 0, hn; at < r->hdrs_len; at += hn + 1) {
 		const char *hd = r->hdrs + at, *sep = hd + strcspn(hd, ":;");
+		hn = strlen(hd);
 		if (!*sep)
 			continue;
 		if (*sep == ';') { /* "Name;" = the header with an empty value */
@@ -181,8 +182,7 @@ int http_client_h1_msg_head(struct http_client_h1_conn *k)
 			v++;
 		if (!*v)
 			continue; /* "Name:" removes a header libcurl would add */
-		n = strlen(hd);
-		H1_PUT(hd, n);
+		H1_PUT(hd, hn);
 		H1_PUT("\r\n", 2);
 	}
 	k->chunked = false;

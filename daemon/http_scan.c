@@ -68,9 +68,10 @@ static inline const char *scan_skip(const char *p, const char *end, uint8_t cls)
 	return p;
 }
 
+/* lit: lower case; its initial rules out most names before strncasecmp. */
 static bool scan_is(const char *s, size_t n, const char *lit, size_t litlen)
 {
-	return n == litlen && strncasecmp(s, lit, n) == 0;
+	return n == litlen && (s[0] | 0x20) == lit[0] && strncasecmp(s, lit, n) == 0;
 }
 
 /* The header lines from p to the empty line. Fills out's headers, framing and
