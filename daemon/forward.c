@@ -275,7 +275,7 @@ static void forward_up_headers(struct http_client_req *up, int status, void *arg
 	struct http_request *r = fr->r;
 	if (!r)
 		goto out;
-	const char *connection = http_client_resp_header(up, "Connection");
+	const char *connection = forward_connection_listed(http_client_resp_header(up, "Connection"));
 	int64_t len = -1;
 	bool chunked = http_client_resp_header(up, "Transfer-Encoding") != NULL;
 	size_t n = http_client_resp_header_count(up);
@@ -387,7 +387,7 @@ static const struct http_client_cbs forward_up_cbs = {
  * sets itself, the app's Authorization only under auth_header: pass. */
 static void forward_copy_headers(struct forward_req *fr, struct http_client_req *up, struct http_request *r)
 {
-	const char *connection = http_request_header(r, "Connection");
+	const char *connection = forward_connection_listed(http_request_header(r, "Connection"));
 	size_t n = http_request_header_count(r);
 	for (size_t i = 0; i < n; i++) {
 		const char *name, *value;

@@ -104,6 +104,10 @@ bool forward_query_param(const char *query, const char *name, char *buf, size_t 
 /* True for a hop-by-hop header name (RFC 9110 7.6.1) or one named in `connection` (the
  * message's Connection header value, may be NULL). */
 bool forward_hop_by_hop(const char *name, const char *connection);
+/* What to pass forward_hop_by_hop for a message's Connection value: NULL when it names no
+ * header beyond the hop-by-hop list (absent, or just "keep-alive", the usual value), so the
+ * value is not searched once per header. */
+const char *forward_connection_listed(const char *connection);
 /* `location` rewritten onto `public_base` when it starts with `endpoint` (scheme and host
  * case-insensitive, followed by '/', '?' or the end); NULL when it does not (malloc'd). */
 char *forward_rewrite_location(const char *location, const char *endpoint, const char *public_base);

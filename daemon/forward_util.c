@@ -14,6 +14,8 @@ const char *const forward_auth_names[] = { "pass", "strip", "reject", NULL };
 static bool forward_connection_names(const char *connection, const char *name, size_t nlen)
 {
 	const char *p = connection;
+	if (strnlen(connection, nlen) < nlen)
+		return false; /* shorter than the name ("keep-alive" and most names) */
 	while (p && *p) {
 		while (*p == ' ' || *p == '\t' || *p == ',')
 			p++;
@@ -28,6 +30,11 @@ static bool forward_connection_names(const char *connection, const char *name, s
 		p = end;
 	}
 	return false;
+}
+
+const char *forward_connection_listed(const char *connection)
+{
+	return connection && strcasecmp(connection, "keep-alive") == 0 ? NULL : connection;
 }
 
 bool forward_hop_by_hop(const char *name, const char *connection)

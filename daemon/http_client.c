@@ -271,9 +271,7 @@ void http_client_req_free(struct http_client_req *r)
 	if (r->hdrs)
 		explicit_bzero(r->hdrs, r->hdrs_len); /* an Authorization token, likely */
 	r->hdrs_len = 0;
-	free(r->method);
-	free(r->url);
-	free(r->log_target);
+	r->method = r->url = r->log_target = NULL; /* (in r->strs, kept) */
 	if (!c->destroying && c->nspare < http_client_spare_keep() && r->ev && r->body_in && r->replay && r->chunk) {
 		/* Kept whole for the next request (http_client_req_create): the easy handle keeps its
 		 * options, curl's caches and connection pool stay in the multi handle. */
@@ -299,6 +297,7 @@ static void http_client_req_release(struct http_client_req *r)
 	if (r->ev)
 		event_free(r->ev);
 	free(r->rh);
+	free(r->strs);
 	free(r->hbuf);
 	free(r->hdrs);
 	if (r->body_in)
@@ -545,7 +544,7 @@ void http_client_req_on_event(evutil_socket_t fd, short what, void *arg)
 	}
 	switch (r->state) {
 	case HTTP_CLIENT_REQ_WAITING: {
-		int64_t wait = r->start_at - http_client_now_ms();
+		int64_t wait = r->start_at ? r->start_at - http_client_now_ms() : 0; /* 0: start now */
 		if (wait > 0)
 			http_client_req_arm(r, wait);
 		else

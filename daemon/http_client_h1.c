@@ -169,16 +169,17 @@ static void h1_events(struct http_client_h1_conn *k)
 
 static void h1_arm_timer(struct http_client_h1_conn *k)
 {
-	int64_t at = k->deadline;
+	int64_t at = k->deadline, left;
 	if (k->state == H1_CONNECTING && k->connect_deadline && (!at || k->connect_deadline < at))
 		at = k->connect_deadline;
-	if (k->state == H1_IDLE)
-		at = http_client_now_ms() + H1_IDLE_MS;
-	if (!at) {
+	if (k->state == H1_IDLE) {
+		left = H1_IDLE_MS;
+	} else if (!at) {
 		evtimer_del(k->timer);
 		return;
+	} else {
+		left = at - http_client_now_ms();
 	}
-	int64_t left = at - http_client_now_ms();
 	if (left < 0)
 		left = 0;
 	struct timeval tv = { left / 1000, (left % 1000) * 1000 };
@@ -297,7 +298,8 @@ static void h1_complete(struct http_client_h1_conn *k, CURLcode rc)
 {
 	struct http_client_req *r = k->r;
 	struct http_client *c = k->pool->c;
-	bool keep = rc == CURLE_OK && !k->no_reuse && !k->stop_send && http_should_keep_alive(&k->parser) &&
+	bool keep = rc == CURLE_OK && !k->no_reuse && !k->stop_send &&
+		    (k->fast ? k->fast_keep : http_should_keep_alive(&k->parser)) &&
 		    evbuffer_get_length(k->out) == 0 && k->pool->nidle < H1_IDLE_MAX && !c->destroying;
 	k->r = NULL;
 	if (r)

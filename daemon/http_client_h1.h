@@ -64,6 +64,10 @@ struct http_client_h1_conn {
 	bool in_value;         /* parser: the last header piece was a value, */
 	bool value_at_end;     /* ending where the bytes being parsed end (parse_end) */
 	const char *parse_end;
+	bool msg_start;        /* nothing of the response parsed yet (the fast path may take it) */
+	bool fast;             /* the head was read by the scanner: the body is counted here, */
+	bool fast_keep;        /* not by the parser, and this is its keep-alive verdict */
+	uint64_t fast_left;    /* body bytes still to come */
 	CURLcode pending;      /* an error found where it cannot be reported yet (see h1_defer) */
 	http_parser parser;
 	struct evbuffer *out;

@@ -15,6 +15,7 @@
 #include <http_parser.h>
 
 #include "http_client_internal.h"
+#include "http_scan.h"
 
 static const http_parser_settings h1_settings;
 
@@ -25,9 +26,18 @@ bool http_client_h1_parse_url(struct http_client_req *r)
 		return false;
 	size_t alen = strcspn(u + 7, "/?#");
 	const char *a = u + 7, *path = a + alen;
-	if (alen == 0 || memchr(a, '@', alen) || *path == '#')
+	if (alen == 0 || *path == '#')
 		return false;
+	struct http_client *c = r->c;
 	size_t hlen = alen;
+	long port = 80;
+	if (alen == c->h1_auth_len && memcmp(a, c->h1_auth, alen) == 0) {
+		hlen = c->h1_auth_hostlen; /* checked when it was first seen */
+		port = c->h1_auth_port;
+		goto path;
+	}
+	if (memchr(a, '@', alen))
+		return false;
 	const char *colon = NULL;
 	if (a[0] == '[') {
 		const char *rb = memchr(a, ']', alen);
@@ -42,7 +52,6 @@ bool http_client_h1_parse_url(struct http_client_req *r)
 	} else if ((colon = memchr(a, ':', alen))) {
 		hlen = (size_t)(colon - a);
 	}
-	long port = 80;
 	if (colon) {
 		size_t plen = alen - hlen - 1;
 		if (plen == 0 || plen > 5 || strspn(colon + 1, "0123456789") < plen)
@@ -65,6 +74,13 @@ bool http_client_h1_parse_url(struct http_client_req *r)
 	} else if (strcasecmp(host, "localhost") != 0 && inet_pton(AF_INET, host, &v4) != 1) {
 		return false; /* a name: libcurl's resolver (threaded, cached) looks it up */
 	}
+	if (alen < sizeof(c->h1_auth)) {
+		memcpy(c->h1_auth, a, alen);
+		c->h1_auth_len = alen;
+		c->h1_auth_hostlen = hlen;
+		c->h1_auth_port = (uint16_t)port;
+	}
+path:
 	/* libcurl would squash dot segments and drop a fragment: such paths stay with it. */
 	for (const char *p = path; *p && *p != '?'; p++) {
 		if (*p <= 0x20 || *p >= 0x7f || *p == '#')
@@ -116,11 +132,12 @@ int http_client_h1_msg_head(struct http_client_h1_conn *k)
 		size_t n = strlen(h);
 		at += n + 1;
 		need += n + 3;
-		if (strncasecmp(h, "Host", 4) == 0 && (h[4] == ':' || h[4] == ';'))
+		char c0 = (char)(h[0] | 0x20); /* the initial rules out most before strncasecmp */
+		if (c0 == 'h' && n >= 5 && strncasecmp(h, "Host", 4) == 0 && (h[4] == ':' || h[4] == ';'))
 			own_host = false;
-		else if (strncasecmp(h, "User-Agent", 10) == 0 && (h[10] == ':' || h[10] == ';'))
+		else if (c0 == 'u' && n >= 11 && strncasecmp(h, "User-Agent", 10) == 0 && (h[10] == ':' || h[10] == ';'))
 			own_ua = false;
-		else if (strncasecmp(h, "Accept", 6) == 0 && (h[6] == ':' || h[6] == ';'))
+		else if (c0 == 'a' && n >= 7 && strncasecmp(h, "Accept", 6) == 0 && (h[6] == ':' || h[6] == ';'))
 			own_accept = false;
 	}
 	if (!h1_wbuf_fit(pool, need))
@@ -148,8 +165,9 @@ int http_client_h1_msg_head(struct http_client_h1_conn *k)
 	}
 	if (own_accept)
 		H1_PUT("Accept: */*\r\n", 13);
-	for (size_t at = 0; at < r->hdrs_len; at += strlen(r->hdrs + at) + 1) {
+	for (size_t at = 0, hn; at < r->hdrs_len; at += hn + 1) {
 		const char *hd = r->hdrs + at, *sep = hd + strcspn(hd, ":;");
+		hn = strlen(hd);
 		if (!*sep)
 			continue;
 		if (*sep == ';') { /* "Name;" = the header with an empty value */
@@ -164,8 +182,7 @@ int http_client_h1_msg_head(struct http_client_h1_conn *k)
 			v++;
 		if (!*v)
 			continue; /* "Name:" removes a header libcurl would add */
-		n = strlen(hd);
-		H1_PUT(hd, n);
+		H1_PUT(hd, hn);
 		H1_PUT("\r\n", 2);
 	}
 	k->chunked = false;
@@ -189,6 +206,8 @@ void http_client_h1_msg_reset(struct http_client_h1_conn *k)
 {
 	k->hlen = k->hnlen = 0;
 	k->in_value = false;
+	k->msg_start = true;
+	k->fast = false;
 	http_parser_init(&k->parser, HTTP_RESPONSE);
 	k->parser.data = k;
 }
@@ -337,10 +356,87 @@ static const http_parser_settings h1_settings = {
 	.on_message_complete = h1_on_message_complete,
 };
 
+/* Body bytes of a response whose head the scanner read: up to its Content-Length, the end then;
+ * bytes past it mean the connection is not clean. */
+static void h1_fast_body(struct http_client_h1_conn *k, const char *buf, size_t n)
+{
+	size_t take = n < k->fast_left ? n : (size_t)k->fast_left;
+	if (take && !k->msg_done) {
+		k->fast_left -= take;
+		if (h1_on_body(&k->parser, buf, take) != 0) {
+			if (!k->dead && k->r && !k->pending)
+				k->pending = CURLE_WRITE_ERROR;
+			return;
+		}
+		if (k->dead || !k->r)
+			return;
+	}
+	if (k->fast_left == 0)
+		k->msg_done = true;
+	if (take < n)
+		k->no_reuse = true;
+}
+
+/* A whole plain response head with a Content-Length at the start of the response: the
+ * callbacks libhttp-parser would make, from one pass of the scanner. false: the parser reads it
+ * (anything 1xx, bodiless, chunked, unframed or unusual). */
+static bool h1_parse_fast(struct http_client_h1_conn *k, const char *buf, size_t n)
+{
+	struct http_client_req *r = k->r;
+	struct http_scan sc;
+	if (!r || !http_scan_response(buf, n, &sc) || sc.content_length < 0 || sc.status < 200 || sc.status == 204 ||
+	    sc.status == 304 || sc.head_len > H1_HEAD_MAX || strcmp(r->method, "HEAD") == 0)
+		return false;
+	http_parser *p = &k->parser;
+	k->fast = true;
+	k->fast_keep = sc.keep_alive;
+	k->fast_left = (uint64_t)sc.content_length;
+	k->parse_end = NULL;
+	h1_on_message_begin(p);
+	for (size_t i = 0; i < sc.nheaders; i++) {
+		const struct http_scan_header *h = &sc.headers[i];
+		if (h1_on_header_field(p, buf + h->name.at, h->name.len) != 0 ||
+		    h1_on_header_value(p, buf + h->value.at, h->value.len) != 0) {
+			char msg[160];
+			snprintf(msg, sizeof(msg), "Invalid response: %s", http_errno_description(HPE_CB_header_field));
+			http_client_h1_fail(k, CURLE_WEIRD_SERVER_REPLY, msg);
+			return true;
+		}
+	}
+	p->http_major = 1;
+	p->http_minor = (unsigned short)sc.http_minor;
+	p->status_code = (unsigned short)sc.status;
+	if (h1_on_headers_complete(p) != 0) {
+		if (!k->dead && k->r && !k->pending)
+			k->pending = CURLE_WRITE_ERROR;
+		return true;
+	}
+	if (k->dead || !k->r)
+		return true;
+	h1_fast_body(k, buf + sc.head_len, n - sc.head_len);
+	return true;
+}
+
 /* Feeds n bytes (0: the end of the stream) to the parser. */
 void http_client_h1_msg_parse(struct http_client_h1_conn *k, const char *buf, size_t n)
 {
 	struct http_client_req *r = k->r;
+	if (k->msg_start && n) {
+		k->msg_start = false;
+		if (h1_parse_fast(k, buf, n))
+			return;
+	}
+	if (k->fast) {
+		if (n) {
+			h1_fast_body(k, buf, n);
+		} else if (!k->msg_done) {
+			char msg[96];
+			snprintf(msg, sizeof(msg), "transfer closed with %llu bytes remaining to read",
+				 (unsigned long long)k->fast_left);
+			http_client_h1_fail(k, CURLE_PARTIAL_FILE, msg);
+		}
+		return;
+	}
 	k->parse_end = buf + n;
 	size_t done = http_parser_execute(&k->parser, &h1_settings, buf, n);
 	enum http_errno e = HTTP_PARSER_ERRNO(&k->parser);

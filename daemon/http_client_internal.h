@@ -41,6 +41,8 @@ struct http_client_req {
 	enum http_client_req_state state;
 	CURL *easy;
 	char *method, *url, *log_target; /* log_target: host + path, never userinfo or query */
+	char *strs; /* the three above, NUL-separated (kept with a pooled request) */
+	size_t strs_cap;
 	const char *upstream;
 	/* The caller's headers as "Name: value" (or "Name; " for an empty value) strings one after
 	 * another, NUL-terminated; kept with a pooled struct. curl gets a list made from them. */
@@ -139,6 +141,9 @@ struct http_client {
 	bool no_proxy_env; /* no proxy variables at start: curl is told so, saving its getenv()s */
 	struct http_client_h1 *h1; /* the native transport's pool (http_client_h1.c), or NULL */
 	bool native_http1;         /* plain http:// URLs may use it */
+	char h1_auth[64];          /* the last authority http_client_h1_parse_url took (most */
+	size_t h1_auth_len, h1_auth_hostlen; /* requests name the same one), its host part and */
+	uint16_t h1_auth_port;     /* port; h1_auth_len 0: none yet */
 	struct http_client_series series[HTTP_CLIENT_SERIES_CACHE];
 	size_t nseries;
 	struct metric *m_requests, *m_retries, *m_errors, *m_inflight, *m_duration;

@@ -15,6 +15,7 @@
 
 #include "http_client_h1.h"
 #include "http_client_internal.h"
+#include "http_scan.h"
 #include "http_retry.h"
 #include "log.h"
 #include "metrics.h"
@@ -29,10 +30,10 @@ static const struct {
 	{ "Proxy-Connection", 16 }, { "TE", 2 }, { "Upgrade", 7 }, { "Expect", 6 }, { "Trailer", 7 },
 };
 
-/* host + path of the URL for log lines; userinfo and the query (signatures, upload ids) are
- * left out. NULL when the URL is not http(s). A plain scan, not curl_url(): it ran for every
+/* host + path of the URL for log lines into out (room for strlen(url) + 2); userinfo and the
+ * query (signatures, upload ids) are left out. false when the URL is not http(s). A plain scan, not curl_url(): it ran for every
  * request and cost as much as curl's own parse of the same URL. */
-static char *http_client_req_log_target(const char *url)
+static bool http_client_req_log_target(const char *url, char *out)
 {
 	const char *p;
 	if (strncasecmp(url, "http://", 7) == 0)
@@ -40,7 +41,7 @@ static char *http_client_req_log_target(const char *url)
 	else if (strncasecmp(url, "https://", 8) == 0)
 		p = url + 8;
 	else
-		return NULL;
+		return false;
 	size_t alen = strcspn(p, "/?#");
 	const char *at = memchr(p, '@', alen);
 	if (at) {
@@ -58,30 +59,22 @@ static char *http_client_req_log_target(const char *url)
 			break;
 	}
 	if (alen == 0)
-		return NULL;
+		return false;
 	size_t plen = *path == '/' ? strcspn(path, "?#") : 0;
-	char *out = malloc(alen + (plen ? plen : 1) + 1);
-	if (!out)
-		return NULL;
 	memcpy(out, p, alen);
 	if (plen)
 		memcpy(out + alen, path, plen);
 	else
 		out[alen] = '/', plen = 1;
 	out[alen + plen] = '\0';
-	return out;
+	return true;
 }
 
 /* A method is an HTTP token: it goes verbatim into the request line. */
 static bool http_client_req_token(const char *s)
 {
-	if (!*s)
-		return false;
-	for (; *s; s++)
-		if (!((*s >= '0' && *s <= '9') || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
-		      (*s && strchr("!#$%&'*+-.^_`|~", *s))))
-			return false;
-	return true;
+	size_t n = http_scan_token_len(s);
+	return n > 0 && s[n] == '\0';
 }
 
 struct http_client_req *http_client_req_create(struct http_client *c, const char *upstream, const char *method,
@@ -109,6 +102,8 @@ struct http_client_req *http_client_req_create(struct http_client *c, const char
 		r->hcap = keep.hcap;
 		r->hdrs = keep.hdrs;
 		r->hdrs_cap = keep.hdrs_cap;
+		r->strs = keep.strs;
+		r->strs_cap = keep.strs_cap;
 	} else {
 		r = calloc(1, sizeof(*r));
 		if (!r)
@@ -121,9 +116,22 @@ struct http_client_req *http_client_req_create(struct http_client *c, const char
 	r->c = c;
 	r->state = HTTP_CLIENT_REQ_NEW;
 	r->upstream = upstream ? upstream : "upstream";
-	r->method = strdup(method);
-	r->url = strdup(url);
-	r->log_target = http_client_req_log_target(url);
+	/* method, URL and log target in one buffer, kept with a pooled request */
+	size_t mlen = strlen(method), ulen = strlen(url), need = mlen + 1 + 2 * (ulen + 2);
+	if (need > r->strs_cap) {
+		char *n = realloc(r->strs, need);
+		if (n) {
+			r->strs = n;
+			r->strs_cap = need;
+		}
+	}
+	bool target_ok = false;
+	if (need <= r->strs_cap) {
+		r->method = memcpy(r->strs, method, mlen + 1);
+		r->url = memcpy(r->strs + mlen + 1, url, ulen + 1);
+		r->log_target = r->url + ulen + 1;
+		target_ok = http_client_req_log_target(url, r->log_target);
+	}
 	r->replayable = true;
 	r->replay_max = c->opts.replay_max;
 	r->timeout_ms = c->opts.timeout_ms;
@@ -140,7 +148,7 @@ struct http_client_req *http_client_req_create(struct http_client *c, const char
 		http_client_req_free(r);
 		return NULL;
 	}
-	if (!r->log_target) {
+	if (!target_ok) {
 		log_warn(&http_client_log, "%s (%s): not a valid http(s) URL", r->method, r->upstream);
 		http_client_req_free(r);
 		return NULL;

@@ -17,6 +17,7 @@ struct bufferevent;
 struct event;
 
 #define HTTP_ROUTE_SERIES_CACHE 4
+#define HTTP_READ_SIZE (64 * 1024)
 struct http_route_series {
 	int status;
 	const char *method; /* one of http_method_label's constants */
@@ -56,6 +57,7 @@ struct http_server {
 	struct metric_series *m_conns, *m_conns_total;
 	struct metric_series *m_err_bad_request, *m_err_header, *m_err_body, *m_err_timeout, *m_err_conns;
 	struct http_route_entry notfound; /* metrics for unknown routes */
+	char rbuf[HTTP_READ_SIZE];        /* one recv() at a time, parsed where it lands */
 };
 
 struct http_header {
@@ -91,7 +93,8 @@ struct http_request {
 	void *body_arg, *abort_arg, *drain_arg;
 	/* response */
 	int status;
-	struct evbuffer *resp_headers;
+	char *rh; /* the handler's response headers, "Name: value\r\n" each (kept for the next request) */
+	size_t rh_len, rh_cap;
 	bool resp_started, resp_ended, resp_chunked;
 	int64_t resp_length;
 	uint64_t resp_written;
@@ -143,8 +146,17 @@ int http_head_on_url(http_parser *p, const char *at, size_t len);
 int http_head_on_header_field(http_parser *p, const char *at, size_t len);
 int http_head_on_header_value(http_parser *p, const char *at, size_t len);
 int http_head_done(struct http_conn *c);
+struct http_scan;
+/* The whole head from the fast scanner (pieces of buf), stored as the callbacks would. */
+int http_head_fast(struct http_conn *c, const char *buf, const struct http_scan *sc);
 void http_head_request_id(struct http_server *s, struct http_request *r);
+/* http_server_msg.c: feeds len bytes of input to the request parser (the fast path for a
+ * plain head between messages, else libhttp-parser), returning the bytes used; errors and
+ * pauses are in c->parser's http_errno as libhttp-parser leaves them. */
+size_t http_conn_parse(struct http_conn *c, const char *buf, size_t len);
 /* http_server.c */
+struct http_route_entry *http_server_route(struct http_server *s, const char *path);
+void http_conn_arm_timer(struct http_conn *c, int64_t ms);
 void http_conn_response_done(struct http_conn *c);
 /* Writes queued output now; the write event is armed only when the socket is full. */
 void http_conn_flush(struct http_conn *c);

@@ -2,6 +2,7 @@
  * and values gathered in one buffer per request struct as libhttp-parser hands out fragments,
  * turned into strings once the head is complete, and the request id. */
 #include "http_internal.h"
+#include "http_scan.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +11,21 @@
 
 /* Appends to the request's head buffer (one allocation kept across requests instead of one per
  * name and value); `counted` bytes count toward max_header_size. */
+static int http_head_reserve(struct http_request *r, size_t need)
+{
+	if (need > r->head_cap) {
+		size_t cap = r->head_cap ? r->head_cap : 1024;
+		while (cap < need)
+			cap *= 2;
+		char *n = realloc(r->head, cap);
+		if (!n)
+			return -1;
+		r->head = n;
+		r->head_cap = cap;
+	}
+	return 0;
+}
+
 static int http_head_put(struct http_conn *c, const char *at, size_t len, size_t counted)
 {
 	struct http_request *r = c->req;
@@ -18,16 +34,8 @@ static int http_head_put(struct http_conn *c, const char *at, size_t len, size_t
 		c->head_overflow = true;
 		return -1;
 	}
-	if (r->head_len + len > r->head_cap) {
-		size_t cap = r->head_cap ? r->head_cap : 1024;
-		while (cap < r->head_len + len)
-			cap *= 2;
-		char *n = realloc(r->head, cap);
-		if (!n)
-			return -1;
-		r->head = n;
-		r->head_cap = cap;
-	}
+	if (http_head_reserve(r, r->head_len + len) != 0)
+		return -1;
 	memcpy(r->head + r->head_len, at, len);
 	r->head_len += len;
 	return 0;
@@ -88,6 +96,50 @@ int http_head_on_header_value(http_parser *p, const char *at, size_t len)
 		r->headers[r->nheaders - 1].value_at = r->head_len;
 	}
 	return http_head_put(c, at, len, len);
+}
+
+/* The fast scanner's pieces (http_server_msg.c), stored as the callbacks above would store
+ * them (same layout, same max_header_size count) with one capacity check for all. */
+int http_head_fast(struct http_conn *c, const char *buf, const struct http_scan *sc)
+{
+	struct http_request *r = c->req;
+	size_t need = r->head_len + sc->target.len + 1, count = sc->target.len;
+	for (size_t i = 0; i < sc->nheaders; i++) {
+		need += sc->headers[i].name.len + sc->headers[i].value.len + 2;
+		count += sc->headers[i].name.len + sc->headers[i].value.len + 4;
+	}
+	if (r->nheaders + sc->nheaders > r->capheaders) {
+		size_t cap = r->capheaders ? r->capheaders : 16;
+		while (cap < r->nheaders + sc->nheaders)
+			cap *= 2;
+		struct http_header *n = realloc(r->headers, cap * sizeof(*n));
+		if (!n)
+			return -1;
+		r->headers = n;
+		r->capheaders = cap;
+	}
+	c->head_bytes += count - sc->target.len - 1; /* (the put below counts the rest) */
+	if (http_head_put(c, buf + sc->target.at, sc->target.len, sc->target.len + 1) != 0)
+		return -1;
+	r->target_at = r->head_len - sc->target.len;
+	if (http_head_reserve(r, need) != 0)
+		return -1;
+	char *w = r->head + r->head_len;
+	*w++ = '\0';
+	for (size_t i = 0; i < sc->nheaders; i++) {
+		const struct http_scan_header *h = &sc->headers[i];
+		struct http_header *hd = &r->headers[r->nheaders++];
+		hd->name = hd->value = NULL; /* until the head is done */
+		hd->name_at = (size_t)(w - r->head);
+		memcpy(w, buf + h->name.at, h->name.len), w += h->name.len;
+		*w++ = '\0';
+		hd->value_at = (size_t)(w - r->head);
+		memcpy(w, buf + h->value.at, h->value.len), w += h->value.len;
+		*w++ = '\0';
+	}
+	r->head_len = (size_t)(w - r->head);
+	c->piece = HTTP_PIECE_NONE; /* every piece has its NUL */
+	return 0;
 }
 
 /* The head is complete: the path gets its copy, then the strings their pointers (the buffer

@@ -1,6 +1,7 @@
 /* Tests for the upstream client's own HTTP/1.1 transport on the wire, against a scripted server
  * that answers each request with canned bytes: the request head it writes, chunked, close-
- * delimited and bodiless answers, 1xx, obs-fold, a dead pooled connection (sent again once),
+ * delimited, bodiless and plain (fast-scanned) answers, 1xx, obs-fold, bytes past an answer, a
+ * short body, a dead pooled connection (sent again once),
  * garbage, max_host_connections, and which URLs stay with libcurl. */
 #include "http_client_harness.h"
 
@@ -199,6 +200,55 @@ static void test_answers(struct http_client *c)
 	script_stop(&s);
 }
 
+/* Plain answers with a Content-Length, read by the fast scanner (the body counted by the
+ * transport, not the parser). */
+static void test_fast_answers(struct http_client *c)
+{
+	struct script s;
+	struct res x;
+	const char *u = script_start(&s, "HTTP/1.1 200 OK\r\nX-Test: \t v w\r\nContent-Length: 5\r\n\r\nhello");
+	fetch(c, &x, "GET", u, NULL);
+	ok(x.result == HTTP_CLIENT_OK && x.status == 200, "plain answer OK (%s)", x.err);
+	is_str(x.x_test, "v w", "a value without its leading whitespace");
+	is_str(body_str(&x), "hello", "the body, by its length");
+	res_free(&x);
+	fetch(c, &x, "GET", u, NULL);
+	is_int(s.conns, 1, "the connection was reused");
+	res_free(&x);
+	script_stop(&s);
+
+	/* Whether the connection is kept: the second request's connection count says. */
+	static const struct {
+		const char *answer, *body, *what;
+		int conns;
+	} kept[] = {
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokJUNK", "ok",
+		  "bytes past the length are not body, and the connection is not reused", 2 },
+		{ "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", "ok",
+		  "Connection: close: a new connection next time", 2 },
+		{ "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", "",
+		  "HTTP/1.0 with keep-alive: reused", 1 },
+	};
+	for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+		u = script_start(&s, kept[i].answer);
+		fetch(c, &x, "GET", u, NULL);
+		is_str(body_str(&x), kept[i].body, "%s: body", kept[i].what);
+		res_free(&x);
+		fetch(c, &x, "GET", u, NULL);
+		is_int(s.conns, kept[i].conns, "%s", kept[i].what);
+		res_free(&x);
+		script_stop(&s);
+	}
+
+	u = script_start(&s, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhe");
+	s.close_after = true;
+	fetch(c, &x, "POST", u, NULL);
+	ok(x.result != HTTP_CLIENT_OK, "closed 3 bytes short: an error");
+	has_str(x.err, "transfer closed with 3 bytes remaining to read", "says how many");
+	res_free(&x);
+	script_stop(&s);
+}
+
 static void test_dead_pooled(struct http_client *c)
 {
 	struct script s;
@@ -266,6 +316,11 @@ static void test_which_urls(struct http_client *c)
 	ok(!native(c, "http://127.0.0.1/a/../b"), "dot segments: libcurl");
 	ok(!native(c, "http://127.0.0.1/a#frag"), "a fragment: libcurl");
 	ok(!native(c, "http://127.0.0.1:99999/x"), "a port out of range: libcurl (which refuses it)");
+	/* The last authority is remembered; the path is still checked each time. */
+	ok(native(c, "http://127.0.0.1:8080/a") && native(c, "http://127.0.0.1:8080/b?c"), "the same authority twice");
+	ok(!native(c, "http://127.0.0.1:8080/a/../b"), "then dot segments: libcurl");
+	ok(!native(c, "http://127.0.0.1:8080/a#f"), "then a fragment: libcurl");
+	ok(!native(c, "http://u@127.0.0.1:8080/a"), "then userinfo before it: libcurl");
 }
 
 int main(void)
@@ -276,6 +331,7 @@ int main(void)
 		return tap_done();
 	test_request_head(c);
 	test_answers(c);
+	test_fast_answers(c);
 	test_dead_pooled(c);
 	test_which_urls(c);
 	is_int(http_client_active(c), 0, "nothing active at the end");
