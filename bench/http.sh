@@ -2,13 +2,17 @@
 # Measures tether's forwarding (the storage plugin, with token injection) against nginx
 # proxy_pass to the same local upstream in one run: wrk on small JSON answers (requests/s, p99,
 # the ratio), then 1 GiB streamed up and down through tether and directly (throughput) with
-# tetherd's peak RSS. The upstream is a third nginx serving canned JSON and a 1 GiB file. Not
-# run in CI; needs wrk and nginx (apt-get install wrk nginx-light).
-# Usage: [BUILD=build] bench/http.sh [seconds] [connections]
+# tetherd's peak RSS. The upstream is a third nginx serving canned JSON and a 1 GiB file. The
+# wrk part runs ROUNDS rounds (default 3), tether first in odd rounds and nginx first in even
+# ones, printing every round and then the medians of req/s, p99 and of the rounds' ratios (on a
+# shared machine one round's ratio moves by +-20 %). Not run in CI; needs wrk and nginx
+# (apt-get install wrk nginx-light).
+# Usage: [BUILD=build] [ROUNDS=3] bench/http.sh [seconds] [connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
 CONNS=${2:-50}
+ROUNDS=${ROUNDS:-3}
 for p in wrk nginx curl; do
   command -v $p >/dev/null || { echo "bench/http.sh needs $p (apt-get install wrk nginx-light curl)" >&2; exit 1; }
 done
@@ -67,18 +71,36 @@ BENCH_TOKEN=bench-token "$BUILD/tetherd" -c "$tmp/tether.yaml" &
 TPID=$!
 sleep 1
 
-run() { # name url
+run() { # name url -> "req/s p99-in-ms" on stdout, a line on stderr
   local out rps p99
   out=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$2" 2>&1)
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  printf '%-8s %12s req/s   p99 %s\n' "$1" "$rps" "$p99" >&2
-  echo "$rps"
+  p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) sub(/ms$/,"",v); else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; print v}' <<<"$out")
+  printf '  %-8s %12s req/s   p99 %s ms\n' "$1" "$rps" "$p99" >&2
+  echo "$rps $p99"
 }
-echo "wrk -t1 -c$CONNS -d${DUR}s, GET /storage/v1/b/bench/o (small JSON) through a proxy, loopback" >&2
-t=$(run tether "http://127.0.0.1:$TP/storage/v1/b/bench/o")
-n=$(run nginx "http://127.0.0.1:$NP/storage/v1/b/bench/o")
-python3 -c "print(f'ratio tether/nginx: {float($t)/float($n):.2f}')"
+echo "wrk -t1 -c$CONNS -d${DUR}s, GET /storage/v1/b/bench/o (small JSON) through a proxy, loopback, $ROUNDS rounds" >&2
+results=()
+for r in $(seq "$ROUNDS"); do
+  echo "round $r" >&2
+  if [ $((r % 2)) = 1 ]; then
+    t=$(run tether "http://127.0.0.1:$TP/storage/v1/b/bench/o")
+    n=$(run nginx "http://127.0.0.1:$NP/storage/v1/b/bench/o")
+  else
+    n=$(run nginx "http://127.0.0.1:$NP/storage/v1/b/bench/o")
+    t=$(run tether "http://127.0.0.1:$TP/storage/v1/b/bench/o")
+  fi
+  results+=("$t $n")
+  python3 -c "print('  ratio tether/nginx: %.2f' % (${t%% *} / ${n%% *}))"
+done
+printf '%s\n' "${results[@]}" | python3 -c '
+import statistics, sys
+rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
+med = lambda i: statistics.median(r[i] for r in rows)
+ratios = [r[0] / r[2] for r in rows]
+each = " ".join("%.2f" % x for x in ratios)
+print("median over %d rounds: tether %.0f req/s p99 %.2f ms, nginx %.0f req/s p99 %.2f ms, "
+      "ratio %.2f (rounds: %s)" % (len(rows), med(0), med(1), med(2), med(3), statistics.median(ratios), each))'
 
 speed() { # label curl-args...
   local label=$1; shift
