@@ -276,7 +276,8 @@ void http_response_begin(struct http_request *r, int status, int64_t content_len
 	memcpy(head + n, "\r\nX-Request-Id: ", 16), n += 16;
 	memcpy(head + n, r->id, ilen), n += ilen; /* id: at most 131 bytes */
 	memcpy(head + n, "\r\n", 2), n += 2;
-	memcpy(head + n, r->rh, r->rh_len), n += r->rh_len;
+	if (r->rh_len) /* (rh is NULL until the first header: memcpy's source must not be) */
+		memcpy(head + n, r->rh, r->rh_len), n += r->rh_len;
 	if (r->resp_chunked) {
 		memcpy(head + n, "Transfer-Encoding: chunked\r\n", 28), n += 28;
 	} else if (content_length >= 0 && status != 204 && status != 304) {
