@@ -698,6 +698,9 @@ void pg_client_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen, 
 		pg->clients->all_prev = c;
 	pg->clients = c;
 	/* a bare socket (no bufferevent) until an SSLRequest asks for TLS */
-	if (pg_io_attach_fd(pg, &c->out, fd, &pg_client_cbs, c) != 0)
+	if (pg_io_attach_fd(pg, &c->out, fd, &pg_client_cbs, c) != 0) {
 		pg_client_close(c); /* (the socket is closed already) */
+		return;
+	}
+	pg_io_read_now(&c->out); /* (may close c) */
 }

@@ -499,6 +499,12 @@ int pg_io_attach_fd(struct pg *pg, struct pg_out *o, evutil_socket_t fd, const s
 	return 0;
 }
 
+void pg_io_read_now(struct pg_out *o)
+{
+	if (o->bare && o->fd >= 0 && o->rd_on)
+		pg_io_on_socket(o->fd, EV_READ, o);
+}
+
 void pg_io_setcb(struct pg_out *o, const struct pg_io_cbs *cbs, void *arg)
 {
 	o->cbs = cbs;

@@ -1,6 +1,7 @@
 """The PostgreSQL pooler against a real PostgreSQL: both pool modes, waiting, resets, bad input
 and a server that goes away. (Client auth methods other than trust, TLS, SCRAM to the server,
 prepared statements across servers and cancel are not built yet.)"""
+import json
 import socket
 import struct
 import threading
@@ -192,6 +193,62 @@ def test_bad_startup_packets_get_errors_and_others_unaffected(pooler):
     assert s.recv(1) == b"N"
     s.close()
     assert backend_pid(other)
+
+
+def test_first_packet_early_late_split_or_never(pooler):
+    """tether reads a new connection once as soon as it accepts it (the startup packet is usually
+    there already): a startup that is there at once, one that comes late, one split across
+    writes, a client that closes before or right after its startup, and one that sends nothing
+    all end as they should, and an ordinary client is unaffected."""
+    t = pooler()
+    other = psycopg2.connect(t.dsn)
+    other.autocommit = True
+    body = struct.pack("!I", 196608) + b"user\0app\0database\0appdb\0\0"
+    startup = struct.pack("!I", len(body) + 4) + body
+    q = b"Q" + struct.pack("!I", 4 + 9) + b"select 1\0"
+
+    def answer(s):
+        got = b""
+        while not got.endswith(b"Z\0\0\0\5I"):
+            chunk = s.recv(65536)
+            assert chunk, got
+            got += chunk
+        return got
+
+    for delay, cut in ((0, None), (0.2, None), (0, 3), (0.1, 9)):
+        s = raw_pg(t.sockdir)
+        if delay:
+            time.sleep(delay)
+        if cut:
+            s.sendall(startup[:cut])
+            time.sleep(0.1)
+            s.sendall(startup[cut:])
+        else:
+            s.sendall(startup)
+        assert answer(s).startswith(b"R\0\0\0\x08\0\0\0\0")  # AuthenticationOk
+        s.sendall(q)
+        assert b"D\0\0\0\x0b\0\x01\0\0\0\x011" in answer(s)
+        s.close()
+    # gone before (or just after) its startup, or connected and silent until tether's timeout
+    for send in (b"", startup):
+        s = raw_pg(t.sockdir)
+        if send:
+            s.sendall(send)
+        s.close()
+    silent = raw_pg(t.sockdir)
+    assert backend_pid(other)
+    silent.close()
+    # every one of those connections was let go
+    for _ in range(50):
+        clients = json.loads(request(t.admin, "GET", "/admin/pools")[2])["clients"]
+        if clients == 1:
+            break
+        time.sleep(0.1)
+    assert clients == 1
+    with psycopg2.connect(t.dsn) as conn, conn.cursor() as cur:
+        cur.execute("select 1")
+        assert cur.fetchone() == (1,)
+    other.close()
 
 
 def test_unknown_message_type_is_a_protocol_error(pooler):
