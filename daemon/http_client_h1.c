@@ -23,6 +23,7 @@
 #include <http_parser.h>
 
 #include "http_client_internal.h"
+#include "sockio.h"
 
 static void h1_close(struct http_client_h1_conn *k);
 static void h1_connect(struct http_client_h1_conn *k);
@@ -393,10 +394,7 @@ static void h1_flush(struct http_client_h1_conn *k)
 		size_t left = evbuffer_get_length(k->out);
 		if (left == 0 || k->pending)
 			break;
-		struct evbuffer_iovec v[8];
-		int nv = evbuffer_peek(k->out, (ev_ssize_t)left, NULL, v, 8);
-		struct msghdr mh = { .msg_iov = (struct iovec *)v, .msg_iovlen = (size_t)(nv < 8 ? nv : 8) };
-		ssize_t n = sendmsg(k->fd, &mh, MSG_NOSIGNAL);
+		int n = sockio_send_evbuffer(k->out, k->fd);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 				break;
@@ -405,7 +403,6 @@ static void h1_flush(struct http_client_h1_conn *k)
 			http_client_h1_fail(k, CURLE_SEND_ERROR, msg);
 			break;
 		}
-		evbuffer_drain(k->out, (size_t)n);
 		if ((size_t)n < left)
 			break; /* the kernel buffer is full */
 	}

@@ -2,6 +2,7 @@
  * routes them by prefix, streams bodies to handlers with back-pressure, keeps connections alive
  * and pipelined requests in order, and enforces the size and time limits. */
 #include "http_internal.h"
+#include "sockio.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -234,7 +235,7 @@ void http_conn_flush(struct http_conn *c)
 		/* A socket bufferevent freezes its output's start so only it drains it; its write
 		 * event is off here, so nothing else is writing. */
 		evbuffer_unfreeze(out, 1);
-		int n = evbuffer_write(out, bufferevent_getfd(c->bev));
+		int n = sockio_send_evbuffer(out, bufferevent_getfd(c->bev));
 		evbuffer_freeze(out, 1);
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 			http_conn_close(c);

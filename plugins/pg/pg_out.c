@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -18,6 +17,7 @@
 #include <event2/event.h>
 
 #include "pg_internal.h"
+#include "sockio.h"
 
 static void pg_out_unlink(struct pg_out *o)
 {
@@ -31,26 +31,6 @@ static void pg_out_unlink(struct pg_out *o)
 		o->next->prev = o->prev;
 	o->next = o->prev = NULL;
 	o->dirty = false;
-}
-
-/* evbuffer_write's job with sendmsg (MSG_NOSIGNAL) rather than writev: the socket call skips the
- * VFS layer, as recv and send do. Bytes written, or -1 with errno. */
-static int pg_out_write(struct evbuffer *b, evutil_socket_t fd)
-{
-	struct evbuffer_iovec v[16];
-	struct iovec iov[16];
-	int n = evbuffer_peek(b, -1, NULL, v, 16);
-	if (n <= 0)
-		return 0;
-	if (n > 16)
-		n = 16;
-	for (int i = 0; i < n; i++)
-		iov[i] = (struct iovec){ .iov_base = v[i].iov_base, .iov_len = v[i].iov_len };
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
-	ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
-	if (w > 0 && evbuffer_drain(b, (size_t)w) != 0)
-		return -1;
-	return (int)w;
 }
 
 /* Writes what it can now; arms EV_WRITE for the rest. When everything went, the write callback
@@ -68,7 +48,7 @@ static void pg_out_flush(struct pg_out *o)
 	struct evbuffer *out = bufferevent_get_output(bev);
 	if (evbuffer_get_length(out) > 0) {
 		evbuffer_unfreeze(out, 1);
-		int n = pg_out_write(out, o->wfd);
+		int n = sockio_send_evbuffer(out, o->wfd);
 		evbuffer_freeze(out, 1);
 		(void)n; /* an error shows on the EV_WRITE path below, as libevent reports it */
 	}
@@ -402,7 +382,7 @@ static bool pg_io_bare_write(struct pg_out *o)
 {
 	if (!o->ob || evbuffer_get_length(o->ob->b) == 0)
 		return true;
-	int n = pg_out_write(o->ob->b, o->fd);
+	int n = sockio_send_evbuffer(o->ob->b, o->fd);
 	if (n > 0)
 		return true;
 	int err = EVUTIL_SOCKET_ERROR();

@@ -1,0 +1,28 @@
+/* Writes an evbuffer to a socket with one sendmsg call (see sockio.h). */
+#include "sockio.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+int sockio_send_evbuffer(struct evbuffer *b, evutil_socket_t fd)
+{
+	struct evbuffer_iovec v[SOCKIO_IOV];
+	struct iovec iov[SOCKIO_IOV];
+	int n = evbuffer_peek(b, -1, NULL, v, SOCKIO_IOV);
+	if (n <= 0)
+		return 0;
+	if (n > SOCKIO_IOV)
+		n = SOCKIO_IOV;
+	for (int i = 0; i < n; i++)
+		iov[i] = (struct iovec){ .iov_base = v[i].iov_base, .iov_len = v[i].iov_len };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+	ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+	if (w < 0)
+		return -1;
+	if (evbuffer_drain(b, (size_t)w) != 0) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return (int)w;
+}
