@@ -1,5 +1,5 @@
-/* Tests for sockio_send_evbuffer (sockio.c) on a socketpair: an empty buffer, a buffer of many
- * chunks sent in one call and drained, a full socket (partial write, then EAGAIN with nothing
+/* Tests for sockio_send_evbuffer (sockio.c) on a socketpair: an empty buffer, a buffer of more
+ * chunks than one system call takes sent by one call and drained, a full socket (partial write, then EAGAIN with nothing
  * drained), and a closed peer (EPIPE, no SIGPIPE, the buffer untouched). */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,8 +39,8 @@ int main(void)
 	size_t total = 0;
 	for (int i = 0; i < SOCKIO_IOV * 3; i++) {
 		memset(data[i], 'a' + i % 26, sizeof(data[i]));
-		evbuffer_add_reference(b, data[i], (size_t)(10 + i), NULL, NULL);
-		total += (size_t)(10 + i);
+		evbuffer_add_reference(b, data[i], (size_t)(10 + i % 90), NULL, NULL);
+		total += (size_t)(10 + i % 90);
 	}
 	size_t sent = 0;
 	int calls = 0;
@@ -51,14 +51,14 @@ int main(void)
 		calls++;
 	}
 	is_int(sent, total, "every byte went");
-	is_int(calls, 3, "%d chunks took 3 calls of at most %d", SOCKIO_IOV * 3, SOCKIO_IOV);
+	is_int(calls, 1, "%d chunks (%d per system call) took one call", SOCKIO_IOV * 3, SOCKIO_IOV);
 	static unsigned char got[1 << 20];
 	size_t n = drain_all(sv[1], got, sizeof(got));
 	is_int(n, total, "the peer read them all");
 	size_t off = 0, same = 1;
 	for (int i = 0; i < SOCKIO_IOV * 3; i++) {
-		same &= memcmp(got + off, data[i], (size_t)(10 + i)) == 0;
-		off += (size_t)(10 + i);
+		same &= memcmp(got + off, data[i], (size_t)(10 + i % 90)) == 0;
+		off += (size_t)(10 + i % 90);
 	}
 	ok(same, "in order");
 
