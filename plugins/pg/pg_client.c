@@ -702,5 +702,6 @@ void pg_client_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen, 
 		pg_client_close(c); /* (the socket is closed already) */
 		return;
 	}
-	pg_io_read_now(&c->out); /* (may close c) */
+	if (c->unix_socket)
+		pg_io_read_now(&c->out); /* (may close c) */
 }

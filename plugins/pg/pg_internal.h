@@ -312,9 +312,10 @@ void pg_io_read_set(struct pg_out *o, bool on);
 bool pg_io_read_on(const struct pg_out *o);
 /* A bare socket: `o` owns `fd` from now on (closed by pg_io_close, also on failure); reading. */
 int pg_io_attach_fd(struct pg *pg, struct pg_out *o, evutil_socket_t fd, const struct pg_io_cbs *cbs, void *arg);
-/* A bare socket just accepted: one read now, as if the loop had found it readable (a client
- * sends its first packet right after connecting, so it is usually there already and a loop pass
- * is saved on every new connection). The callbacks may close `o` (and free its owner). */
+/* A bare socket just accepted: one read now, as if the loop had found it readable (on a unix
+ * socket a client's first packet, sent as soon as connect() returned, is nearly always there
+ * already, and a loop pass is saved on every new connection; over loopback TCP it is there less
+ * often than not). The callbacks may close `o` (and free its owner). */
 void pg_io_read_now(struct pg_out *o);
 /* The callbacks of a bare socket or of the bufferevent attached with pg_out_attach. */
 void pg_io_setcb(struct pg_out *o, const struct pg_io_cbs *cbs, void *arg);
