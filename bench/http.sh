@@ -5,7 +5,8 @@
 # tetherd's peak RSS. The upstream is a third nginx serving canned JSON and a 1 GiB file. The
 # wrk part runs ROUNDS rounds (default 3), tether first in odd rounds and nginx first in even
 # ones, printing every round and then the medians of req/s, p99 and of the rounds' ratios (on a
-# shared machine one round's ratio moves by +-20 %). Not run in CI; needs wrk and nginx
+# shared machine one round's ratio moves by +-20 %), and each proxy process's CPU time per request
+# (utime+stime over the wrk run, divided by the requests). Not run in CI; needs wrk and nginx
 # (apt-get install wrk nginx-light).
 # Usage: [BUILD=build] [ROUNDS=3] bench/http.sh [seconds] [connections]
 set -euo pipefail
@@ -71,24 +72,33 @@ BENCH_TOKEN=bench-token "$BUILD/tetherd" -c "$tmp/tether.yaml" &
 TPID=$!
 sleep 1
 
-run() { # name url -> "req/s p99-in-ms" on stdout, a line on stderr
-  local out rps p99
+# CPU time (utime + stime, clock ticks) of a process so far
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+for _ in $(seq 50); do [ -s "$tmp/proxy.conf.pid" ] && break; sleep 0.1; done
+NGINX_WORKER=$(pgrep -P "$(cat "$tmp/proxy.conf.pid")" | head -1)
+run() { # name url pid -> "req/s p99-in-ms cpu-us-per-request" on stdout, a line on stderr
+  local out rps p99 n c0 c1 cpu
+  c0=$(ticks "$3")
   out=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$2" 2>&1)
+  c1=$(ticks "$3")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
   p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) sub(/ms$/,"",v); else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; print v}' <<<"$out")
-  printf '  %-8s %12s req/s   p99 %s ms\n' "$1" "$rps" "$p99" >&2
-  echo "$rps $p99"
+  cpu=$(python3 -c "print('%.1f' % (($c1 - $c0) * 1e6 / $CLK_TCK / max($n, 1)))")
+  printf '  %-8s %12s req/s   p99 %s ms   proxy CPU %s us/request\n' "$1" "$rps" "$p99" "$cpu" >&2
+  echo "$rps $p99 $cpu"
 }
 echo "wrk -t1 -c$CONNS -d${DUR}s, GET /storage/v1/b/bench/o (small JSON) through a proxy, loopback, $ROUNDS rounds" >&2
 results=()
 for r in $(seq "$ROUNDS"); do
   echo "round $r" >&2
   if [ $((r % 2)) = 1 ]; then
-    t=$(run tether "http://127.0.0.1:$TP/storage/v1/b/bench/o")
-    n=$(run nginx "http://127.0.0.1:$NP/storage/v1/b/bench/o")
+    t=$(run tether "http://127.0.0.1:$TP/storage/v1/b/bench/o" "$TPID")
+    n=$(run nginx "http://127.0.0.1:$NP/storage/v1/b/bench/o" "$NGINX_WORKER")
   else
-    n=$(run nginx "http://127.0.0.1:$NP/storage/v1/b/bench/o")
-    t=$(run tether "http://127.0.0.1:$TP/storage/v1/b/bench/o")
+    n=$(run nginx "http://127.0.0.1:$NP/storage/v1/b/bench/o" "$NGINX_WORKER")
+    t=$(run tether "http://127.0.0.1:$TP/storage/v1/b/bench/o" "$TPID")
   fi
   results+=("$t $n")
   python3 -c "print('  ratio tether/nginx: %.2f' % (${t%% *} / ${n%% *}))"
@@ -97,10 +107,12 @@ printf '%s\n' "${results[@]}" | python3 -c '
 import statistics, sys
 rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
 med = lambda i: statistics.median(r[i] for r in rows)
-ratios = [r[0] / r[2] for r in rows]
+ratios = [r[0] / r[3] for r in rows]
 each = " ".join("%.2f" % x for x in ratios)
 print("median over %d rounds: tether %.0f req/s p99 %.2f ms, nginx %.0f req/s p99 %.2f ms, "
-      "ratio %.2f (rounds: %s)" % (len(rows), med(0), med(1), med(2), med(3), statistics.median(ratios), each))'
+      "ratio %.2f (rounds: %s)" % (len(rows), med(0), med(1), med(3), med(4), statistics.median(ratios), each))
+print("proxy CPU per request (utime+stime of the process, median; less disturbed by other load "
+      "than req/s): tetherd %.1f us, nginx %.1f us" % (med(2), med(5)))'
 
 speed() { # label curl-args...
   local label=$1; shift
