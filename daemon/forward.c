@@ -53,6 +53,9 @@ struct forward {
 	struct forward_series routes[FORWARD_ROUTE_CACHE]; /* series per route, looked up once */
 	size_t nroutes;
 	struct metric_series *m_bytes_in, *m_bytes_out, *m_token_waits, *m_token_failures;
+	struct forward_req *spare; /* finished requests kept for reuse with their buffers */
+	size_t nspare;
+	bool destroying;
 };
 
 struct forward_req {
@@ -63,6 +66,9 @@ struct forward_req {
 	struct http_client_req *up; /* NULL before start and after on_done */
 	struct credentials_wait *wait;
 	char *url, *scopes, *token; /* token: a copy while the request may need to invalidate it */
+	char *token_buf; /* token points here when set */
+	size_t url_cap, scopes_cap, token_cap; /* the buffers' sizes (kept with a spare) */
+	bool no_spare; /* finished while its forward went: freed, not kept */
 	char method[16];
 	char path[160]; /* for log lines: path only, never the query (upload ids, signatures) */
 	struct forward_call call;
@@ -106,15 +112,79 @@ static struct forward_series *forward_series_for(struct forward *f, const char *
 
 /* --- request lifetime --- */
 
-static void forward_req_free(struct forward_req *fr)
+/* Finished requests kept for reuse, with their url, scopes and token buffers: a forwarded
+ * request then costs no allocation of this module's own. None under AddressSanitizer: a reused
+ * struct would hide a use after free from it. */
+#define FORWARD_SPARE_REQS 64
+static size_t forward_spare_keep(void)
 {
-	if (fr->token) {
-		explicit_bzero(fr->token, strlen(fr->token));
-		free(fr->token);
-	}
+#if defined(__SANITIZE_ADDRESS__)
+	return 0;
+#else
+	return FORWARD_SPARE_REQS;
+#endif
+}
+
+static void forward_req_release(struct forward_req *fr)
+{
+	if (fr->token_buf)
+		explicit_bzero(fr->token_buf, fr->token_cap); /* never left readable */
+	free(fr->token_buf);
 	free(fr->url);
 	free(fr->scopes);
 	free(fr);
+}
+
+static void forward_req_free(struct forward_req *fr)
+{
+	struct forward *f = fr->f;
+	if (fr->no_spare || f->destroying || f->nspare >= forward_spare_keep()) {
+		forward_req_release(fr);
+		return;
+	}
+	if (fr->token_buf)
+		explicit_bzero(fr->token_buf, fr->token_cap);
+	char *url = fr->url, *scopes = fr->scopes, *token_buf = fr->token_buf;
+	size_t url_cap = fr->url_cap, scopes_cap = fr->scopes_cap, token_cap = fr->token_cap;
+	memset(fr, 0, sizeof(*fr)); /* (token: NULL, no request's) */
+	fr->url = url, fr->url_cap = url_cap;
+	fr->scopes = scopes, fr->scopes_cap = scopes_cap;
+	fr->token_buf = token_buf, fr->token_cap = token_cap;
+	fr->next = f->spare;
+	f->spare = fr;
+	f->nspare++;
+}
+
+/* A request struct, spare or new, zeroed but for its kept buffers. */
+static struct forward_req *forward_req_new(struct forward *f)
+{
+	struct forward_req *fr = f->spare;
+	if (fr) {
+		f->spare = fr->next;
+		f->nspare--;
+		fr->next = NULL;
+		return fr;
+	}
+	return calloc(1, sizeof(*fr));
+}
+
+/* Copies n bytes and a NUL into *buf, growing it to fit (its size in *cap). */
+static char *forward_buf_set(char **buf, size_t *cap, const char *src, size_t n)
+{
+	if (!*buf || *cap < n + 1) {
+		size_t c = n + 1 < 64 ? 64 : n + 1;
+		char *b = malloc(c);
+		if (!b)
+			return NULL;
+		if (*buf)
+			explicit_bzero(*buf, *cap);
+		free(*buf);
+		*buf = b;
+		*cap = c;
+	}
+	memcpy(*buf, src, n);
+	(*buf)[n] = '\0';
+	return *buf;
 }
 
 static void forward_enter(struct forward_req *fr)
@@ -430,7 +500,8 @@ static void forward_req_start(struct forward_req *fr, const char *token)
 		explicit_bzero(auth, tlen + 7);
 		if (auth != small)
 			free(auth);
-		fr->token = strdup(token); /* to invalidate it after a 401; never logged */
+		/* to invalidate it after a 401; never logged (out of memory: no invalidation) */
+		fr->token = forward_buf_set(&fr->token_buf, &fr->token_cap, token, tlen);
 	}
 	if (fr->has_body)
 		http_client_req_body_stream(up, http_request_content_length(r));
@@ -495,7 +566,7 @@ static void forward_on_request(struct http_request *r, void *arg)
 {
 	struct forward *f = arg;
 	const struct forward_conf *conf = f->conf;
-	struct forward_req *fr = calloc(1, sizeof(*fr));
+	struct forward_req *fr = forward_req_new(f);
 	if (!fr) {
 		http_response_error(r, 500, "out of memory");
 		return;
@@ -532,7 +603,13 @@ static void forward_on_request(struct http_request *r, void *arg)
 	}
 	const char *q = http_request_query(r), *path = http_request_path(r);
 	size_t elen = strlen(f->endpoint), plen = strlen(path), qlen = strlen(q);
-	fr->url = malloc(elen + plen + qlen + 2);
+	size_t ulen = elen + plen + qlen + 2;
+	if (!fr->url || fr->url_cap < ulen) {
+		free(fr->url);
+		size_t cap = ulen < 256 ? 256 : ulen;
+		fr->url = malloc(cap);
+		fr->url_cap = fr->url ? cap : 0;
+	}
 	if (fr->url) {
 		char *u = fr->url;
 		memcpy(u, f->endpoint, elen), u += elen;
@@ -541,7 +618,7 @@ static void forward_on_request(struct http_request *r, void *arg)
 			*u++ = '?', memcpy(u, q, qlen), u += qlen;
 		*u = '\0';
 	}
-	if (!fr->url || !(fr->scopes = strdup(f->scopes))) {
+	if (!fr->url || !forward_buf_set(&fr->scopes, &fr->scopes_cap, f->scopes, strlen(f->scopes))) {
 		forward_req_error(fr, 500, "internal", "out of memory");
 		goto out;
 	}
@@ -707,10 +784,17 @@ void forward_destroy(struct forward *f)
 	if (!f)
 		return;
 	f->drain_done = NULL;
+	f->destroying = true; /* (requests finished from now on are freed, not kept) */
 	while (f->reqs) {
 		struct forward_req *fr = f->reqs;
+		fr->no_spare = true; /* (freed later when a callback of it is on the stack) */
 		forward_req_detach(fr); /* the server closes the connection itself later */
 		forward_req_finish(fr, 0);
+	}
+	while (f->spare) {
+		struct forward_req *fr = f->spare;
+		f->spare = fr->next;
+		forward_req_release(fr);
 	}
 	struct http_server *http = core_http(f->core);
 	for (size_t i = 0; i < f->nprefixes; i++) {
