@@ -55,7 +55,6 @@ struct forward {
 	struct metric_series *m_bytes_in, *m_bytes_out, *m_token_waits, *m_token_failures;
 	struct forward_req *spare; /* finished requests kept for reuse with their buffers */
 	size_t nspare;
-	bool destroying;
 };
 
 struct forward_req {
@@ -138,7 +137,7 @@ static void forward_req_release(struct forward_req *fr)
 static void forward_req_free(struct forward_req *fr)
 {
 	struct forward *f = fr->f;
-	if (fr->no_spare || f->destroying || f->nspare >= forward_spare_keep()) {
+	if (fr->no_spare || f->nspare >= forward_spare_keep()) {
 		forward_req_release(fr);
 		return;
 	}
@@ -168,20 +167,28 @@ static struct forward_req *forward_req_new(struct forward *f)
 	return calloc(1, sizeof(*fr));
 }
 
-/* Copies n bytes and a NUL into *buf, growing it to fit (its size in *cap). */
+/* *buf holds at least `need` bytes (its size in *cap; what it held is wiped, not copied). */
+static char *forward_buf_fit(char **buf, size_t *cap, size_t need)
+{
+	if (*buf && *cap >= need)
+		return *buf;
+	size_t c = need < 64 ? 64 : need;
+	char *b = malloc(c);
+	if (!b)
+		return NULL;
+	if (*buf)
+		explicit_bzero(*buf, *cap);
+	free(*buf);
+	*buf = b;
+	*cap = c;
+	return b;
+}
+
+/* Copies n bytes and a NUL into *buf, grown to fit. */
 static char *forward_buf_set(char **buf, size_t *cap, const char *src, size_t n)
 {
-	if (!*buf || *cap < n + 1) {
-		size_t c = n + 1 < 64 ? 64 : n + 1;
-		char *b = malloc(c);
-		if (!b)
-			return NULL;
-		if (*buf)
-			explicit_bzero(*buf, *cap);
-		free(*buf);
-		*buf = b;
-		*cap = c;
-	}
+	if (!forward_buf_fit(buf, cap, n + 1))
+		return NULL;
 	memcpy(*buf, src, n);
 	(*buf)[n] = '\0';
 	return *buf;
@@ -603,22 +610,15 @@ static void forward_on_request(struct http_request *r, void *arg)
 	}
 	const char *q = http_request_query(r), *path = http_request_path(r);
 	size_t elen = strlen(f->endpoint), plen = strlen(path), qlen = strlen(q);
-	size_t ulen = elen + plen + qlen + 2;
-	if (!fr->url || fr->url_cap < ulen) {
-		free(fr->url);
-		size_t cap = ulen < 256 ? 256 : ulen;
-		fr->url = malloc(cap);
-		fr->url_cap = fr->url ? cap : 0;
-	}
-	if (fr->url) {
-		char *u = fr->url;
+	char *u = forward_buf_fit(&fr->url, &fr->url_cap, elen + plen + qlen + 2);
+	if (u) {
 		memcpy(u, f->endpoint, elen), u += elen;
 		memcpy(u, path, plen), u += plen;
 		if (qlen)
 			*u++ = '?', memcpy(u, q, qlen), u += qlen;
 		*u = '\0';
 	}
-	if (!fr->url || !forward_buf_set(&fr->scopes, &fr->scopes_cap, f->scopes, strlen(f->scopes))) {
+	if (!u || !forward_buf_set(&fr->scopes, &fr->scopes_cap, f->scopes, strlen(f->scopes))) {
 		forward_req_error(fr, 500, "internal", "out of memory");
 		goto out;
 	}
@@ -784,10 +784,9 @@ void forward_destroy(struct forward *f)
 	if (!f)
 		return;
 	f->drain_done = NULL;
-	f->destroying = true; /* (requests finished from now on are freed, not kept) */
 	while (f->reqs) {
 		struct forward_req *fr = f->reqs;
-		fr->no_spare = true; /* (freed later when a callback of it is on the stack) */
+		fr->no_spare = true; /* (freed, not kept: now, or once no callback of it is on the stack) */
 		forward_req_detach(fr); /* the server closes the connection itself later */
 		forward_req_finish(fr, 0);
 	}
