@@ -328,9 +328,12 @@ static void forward_on_end(struct http_request *r, void *arg)
 	http_client_req_body_end(fr->up);
 }
 
+/* Installed only while the upstream body is paused, so a response that never fills the client's
+ * socket costs no drain callback (the server schedules one after every complete write). */
 static void forward_on_resp_drain(struct http_request *r, void *arg)
 {
 	struct forward_req *fr = arg;
+	http_response_set_drain_handler(r, NULL, NULL);
 	if (fr->up && fr->resp_paused) {
 		fr->resp_paused = false;
 		http_client_req_resume_body(fr->up);
@@ -391,7 +394,6 @@ static void forward_up_headers(struct http_client_req *up, int status, void *arg
 	}
 	if (status == 204 || status == 304)
 		len = 0;
-	http_response_set_drain_handler(r, forward_on_resp_drain, fr);
 	fr->resp_started = true;
 	http_response_begin(r, status, len);
 out:
@@ -412,6 +414,7 @@ static void forward_up_body(struct http_client_req *up, struct evbuffer *chunk, 
 		evbuffer_drain(chunk, evbuffer_get_length(chunk)); /* the client is gone: its abort follows */
 	else if (fr->r && http_response_pending(fr->r) >= FORWARD_RESP_HIGH_WATER) {
 		fr->resp_paused = true;
+		http_response_set_drain_handler(fr->r, forward_on_resp_drain, fr);
 		http_client_req_pause_body(up);
 	}
 	forward_leave(fr);
