@@ -12,6 +12,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "deadline.h"
 #include "http_client_h1.h"
 #include "http_client_internal.h"
 #include "http_retry.h"
@@ -27,9 +28,7 @@ static const double http_client_duration_buckets[] = { 0.005, 0.01, 0.025, 0.05,
 
 int64_t http_client_now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return deadline_now_ms(); /* the clock of the h1 connections' deadlines too */
 }
 
 static double http_client_rand01(void)
@@ -255,10 +254,12 @@ void http_client_req_set_state(struct http_client_req *r, enum http_client_req_s
 }
 
 static void http_client_req_release(struct http_client_req *r);
+static void http_client_req_run(struct http_client_req *r);
 
 void http_client_req_free(struct http_client_req *r)
 {
 	struct http_client *c = r->c;
+	http_client_startq_remove(r);
 	http_client_req_set_state(r, HTTP_CLIENT_REQ_DONE);
 	if (r->prev)
 		r->prev->next = r->next;
@@ -275,7 +276,9 @@ void http_client_req_free(struct http_client_req *r)
 	if (!c->destroying && c->nspare < http_client_spare_keep() && r->ev && r->body_in && r->replay && r->chunk) {
 		/* Kept whole for the next request (http_client_req_create): the easy handle keeps its
 		 * options, curl's caches and connection pool stay in the multi handle. */
-		event_del(r->ev);
+		if (r->ev_armed)
+			event_del(r->ev);
+		r->ev_armed = false;
 		if (r->easy)
 			curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, NULL); /* the list is freed above */
 		evbuffer_drain(r->body_in, evbuffer_get_length(r->body_in));
@@ -311,14 +314,56 @@ static void http_client_req_release(struct http_client_req *r)
 
 void http_client_req_defer(struct http_client_req *r)
 {
-	if (r->state != HTTP_CLIENT_REQ_NEW && r->state != HTTP_CLIENT_REQ_DONE)
+	if (r->state != HTTP_CLIENT_REQ_NEW && r->state != HTTP_CLIENT_REQ_DONE) {
+		r->ev_armed = true;
 		event_active(r->ev, EV_TIMEOUT, 0);
+	}
 }
 
 static void http_client_req_arm(struct http_client_req *r, int64_t delay_ms)
 {
 	struct timeval tv = { delay_ms / 1000, (delay_ms % 1000) * 1000 };
+	r->ev_armed = true;
 	evtimer_add(r->ev, &tv);
+}
+
+void http_client_startq_add(struct http_client_req *r)
+{
+	struct http_client *c = r->c;
+	if (r->sq_pprev)
+		return;
+	if (!c->sq_head)
+		event_active(c->start_ev, EV_TIMEOUT, 0);
+	r->sq_next = NULL;
+	r->sq_pprev = c->sq_tail;
+	*c->sq_tail = r;
+	c->sq_tail = &r->sq_next;
+}
+
+void http_client_startq_remove(struct http_client_req *r)
+{
+	struct http_client *c = r->c;
+	if (!r->sq_pprev)
+		return;
+	*r->sq_pprev = r->sq_next;
+	if (r->sq_next)
+		r->sq_next->sq_pprev = r->sq_pprev;
+	else
+		c->sq_tail = r->sq_pprev;
+	r->sq_next = NULL;
+	r->sq_pprev = NULL;
+}
+
+/* The start queue's turn: each request waiting there runs as its own event would have. A request
+ * queued by a callback of this pass goes on the queue again and is started in this pass too. */
+static void http_client_on_start(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_client *c = arg;
+	while (c->sq_head) {
+		struct http_client_req *r = c->sq_head;
+		http_client_startq_remove(r);
+		http_client_req_run(r);
+	}
 }
 
 static void http_client_reset_response(struct http_client_req *r)
@@ -537,6 +582,12 @@ static void http_client_req_unpause(struct http_client_req *r)
 void http_client_req_on_event(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_client_req *r = arg;
+	r->ev_armed = false;
+	http_client_req_run(r);
+}
+
+static void http_client_req_run(struct http_client_req *r)
+{
 	struct http_client *c = r->c;
 	if (r->cancelled) {
 		http_client_req_free(r);
@@ -628,7 +679,9 @@ struct http_client *http_client_create(struct event_base *base, struct metrics *
 	o->ca_file = o->user_agent = NULL; /* the copies above are what the client uses */
 	c->multi = curl_multi_init();
 	c->timer = evtimer_new(base, http_client_on_timer, c);
-	if (!c->multi || !c->timer || !c->user_agent || (opts && opts->ca_file && !c->ca_file))
+	c->start_ev = event_new(base, -1, 0, http_client_on_start, c);
+	c->sq_tail = &c->sq_head;
+	if (!c->multi || !c->timer || !c->start_ev || !c->user_agent || (opts && opts->ca_file && !c->ca_file))
 		goto fail;
 	/* libcurl reads the proxy variables for every transfer; the environment does not change
 	 * under a running daemon, so when none is set curl is told "no proxy" once. */
@@ -706,6 +759,8 @@ void http_client_destroy(struct http_client *c)
 	}
 	if (c->timer)
 		event_free(c->timer);
+	if (c->start_ev)
+		event_free(c->start_ev);
 	free(c->ca_file);
 	free(c->user_agent);
 	free(c);

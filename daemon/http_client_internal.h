@@ -83,7 +83,9 @@ struct http_client_req {
 
 	int attempts;
 	int64_t t_first, t_attempt, start_at; /* monotonic ms */
-	struct event *ev;                      /* start, backoff and deferred work */
+	struct event *ev;                      /* backoff and deferred work */
+	bool ev_armed;                         /* ev is pending or active: free must delete it */
+	struct http_client_req *sq_next, **sq_pprev; /* on c's start queue (sq_pprev != NULL) */
 	struct http_client_series *ms;         /* this upstream's cached metric series, or NULL */
 	bool cancelled;
 	char errbuf[CURL_ERROR_SIZE];
@@ -137,6 +139,10 @@ struct http_client {
 	int depth; /* > 0 inside a libcurl call or a caller's callback: frees must be deferred */
 	bool destroying;
 	struct http_client_req *spare; /* freed requests for reuse (next-linked), see above */
+	/* Requests started since the loop last ran start_ev: one event per turn of the loop
+	 * starts them all, instead of one activation and one callback per request. */
+	struct http_client_req *sq_head, **sq_tail;
+	struct event *start_ev;
 	size_t nspare;
 	bool no_proxy_env; /* no proxy variables at start: curl is told so, saving its getenv()s */
 	struct http_client_h1 *h1; /* the native transport's pool (http_client_h1.c), or NULL */
@@ -161,6 +167,9 @@ CURL *http_client_easy_new(struct http_client *c);
 /* Runs r's deferred work (drain notice, unpausing, delivery, freeing) on the next loop turn. */
 void http_client_req_defer(struct http_client_req *r);
 void http_client_req_on_event(evutil_socket_t fd, short what, void *arg);
+/* The start queue (c->sq_head): add is a no-op for a queued request, remove for one not queued. */
+void http_client_startq_add(struct http_client_req *r);
+void http_client_startq_remove(struct http_client_req *r);
 /* Delay before another attempt (Retry-After in ms or -1), or -1 when there must not be one. */
 int64_t http_client_retry_delay(struct http_client_req *r, int64_t retry_after_ms);
 

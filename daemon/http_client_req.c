@@ -374,7 +374,7 @@ int http_client_req_start(struct http_client_req *r)
 	}
 	r->start_at = 0;
 	http_client_req_set_state(r, HTTP_CLIENT_REQ_WAITING);
-	event_active(r->ev, EV_TIMEOUT, 0);
+	http_client_startq_add(r);
 	return 0;
 fail:
 	log_warn(&http_client_log, "%s %s (%s): cannot start the request", r->method, r->log_target, r->upstream);
@@ -395,8 +395,10 @@ void http_client_req_cancel(struct http_client_req *r)
 	/* The caller may be inside one of our callbacks, possibly inside curl, where the handle
 	 * cannot be removed: curl callbacks now abort, and the request's event frees it (or
 	 * http_client_finish does, when on_done is on the stack). */
-	if (r->state != HTTP_CLIENT_REQ_DONE)
+	if (r->state != HTTP_CLIENT_REQ_DONE) {
+		r->ev_armed = true;
 		event_active(r->ev, EV_TIMEOUT, 0);
+	}
 }
 
 /* --- request body --- */
