@@ -97,7 +97,7 @@ static struct http_client_h1_host *h1_host_for(struct http_client_h1 *pool, stru
 }
 
 static void h1_on_event(evutil_socket_t fd, short what, void *arg);
-static void h1_on_timer(evutil_socket_t fd, short what, void *arg);
+static void h1_on_timer(void *arg);
 static void h1_on_defer(evutil_socket_t fd, short what, void *arg);
 
 static struct http_client_h1_conn *h1_conn_new(struct http_client_h1 *pool, struct http_client_h1_host *host)
@@ -108,12 +108,11 @@ static struct http_client_h1_conn *h1_conn_new(struct http_client_h1 *pool, stru
 	k->pool = pool;
 	k->host = host;
 	k->fd = -1;
-	k->timer = evtimer_new(pool->c->base, h1_on_timer, k);
+	int tm = deadline_init(&k->timer, pool->c->base, h1_on_timer, k);
 	k->defer = event_new(pool->c->base, -1, 0, h1_on_defer, k);
 	k->out = evbuffer_new();
-	if (!k->timer || !k->defer || !k->out) {
-		if (k->timer)
-			event_free(k->timer);
+	if (tm != 0 || !k->defer || !k->out) {
+		deadline_fini(&k->timer);
 		if (k->defer)
 			event_free(k->defer);
 		if (k->out)
@@ -170,26 +169,20 @@ static void h1_events(struct http_client_h1_conn *k)
 
 static void h1_arm_timer(struct http_client_h1_conn *k)
 {
-	int64_t at = k->deadline, left;
+	int64_t at = k->deadline;
 	if (k->state == H1_CONNECTING && k->connect_deadline && (!at || k->connect_deadline < at))
 		at = k->connect_deadline;
-	if (k->state == H1_IDLE) {
-		left = H1_IDLE_MS;
-	} else if (!at) {
-		evtimer_del(k->timer);
-		return;
-	} else {
-		left = at - http_client_now_ms();
-	}
-	if (left < 0)
-		left = 0;
-	struct timeval tv = { left / 1000, (left % 1000) * 1000 };
-	evtimer_add(k->timer, &tv);
+	if (k->state == H1_IDLE)
+		deadline_set(&k->timer, H1_IDLE_MS);
+	else if (!at)
+		deadline_clear(&k->timer);
+	else
+		deadline_set_at(&k->timer, at);
 }
 
 static void h1_free(struct http_client_h1_conn *k)
 {
-	event_free(k->timer);
+	deadline_fini(&k->timer);
 	event_free(k->defer);
 	if (k->ev)
 		event_free(k->ev);
@@ -272,7 +265,7 @@ static void h1_close(struct http_client_h1_conn *k)
 	if (k->fd >= 0)
 		close(k->fd);
 	k->fd = -1;
-	evtimer_del(k->timer);
+	deadline_stop(&k->timer);
 	event_del(k->defer);
 	k->dead = true;
 	if (!k->in_cb)
@@ -570,7 +563,7 @@ static void h1_on_defer(evutil_socket_t fd, short what, void *arg)
 	h1_settle(k);
 }
 
-static void h1_on_timer(evutil_socket_t fd, short what, void *arg)
+static void h1_on_timer(void *arg)
 {
 	struct http_client_h1_conn *k = arg;
 	if (k->state == H1_IDLE) {

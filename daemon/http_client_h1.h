@@ -12,6 +12,8 @@
 #include <curl/curl.h>
 #include <http_parser.h>
 
+#include "deadline.h"
+
 struct event;
 struct evbuffer;
 struct http_client;
@@ -51,7 +53,8 @@ struct http_client_h1_conn {
 	struct http_client_h1_conn *idle_next;
 	enum http_client_h1_state state;
 	int fd, addr_i, connect_errno;
-	struct event *ev, *timer, *defer;
+	struct event *ev, *defer;
+	struct deadline timer; /* connect, response or idle: by state (h1_arm_timer) */
 	short evflags;
 	struct http_client_req *r;
 	bool reused;           /* served a request before this one */

@@ -9,6 +9,7 @@
 
 #include <http_parser.h>
 
+#include "deadline.h"
 #include "http_server.h"
 #include "log.h"
 #include "metrics.h"
@@ -122,7 +123,7 @@ struct http_conn {
 	enum http_conn_state state;
 	struct http_request *req;
 	struct http_request *spare; /* recycled request struct */
-	struct event *timer;
+	struct deadline timer; /* idle, head, stalled body or closing: by state */
 	struct event *resume_ev; /* parse buffered input after a response ends */
 	struct event *drain_ev;  /* a streaming response may produce more: the socket took it all */
 	size_t head_bytes;

@@ -153,8 +153,7 @@ static void http_server_on_drained(evutil_socket_t fd, short what, void *arg)
 
 void http_conn_arm_timer(struct http_conn *c, int64_t ms)
 {
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	evtimer_add(c->timer, &tv);
+	deadline_set(&c->timer, ms);
 }
 
 static void http_conn_unlink(struct http_conn *c)
@@ -192,7 +191,7 @@ void http_conn_close(struct http_conn *c)
 		bufferevent_free(c->bev);
 		c->bev = NULL;
 	}
-	evtimer_del(c->timer);
+	deadline_stop(&c->timer);
 	event_del(c->resume_ev);
 	event_del(c->drain_ev);
 	http_conn_unlink(c);
@@ -209,7 +208,7 @@ static void http_conn_free(struct http_conn *c)
 		http_request_free(c->req);
 	if (c->spare)
 		http_request_free(c->spare);
-	event_free(c->timer);
+	deadline_fini(&c->timer);
 	event_free(c->resume_ev);
 	event_free(c->drain_ev);
 	free(c);
@@ -483,7 +482,7 @@ static void http_conn_on_event(struct bufferevent *bev, short what, void *arg)
 
 static void http_conn_on_timer_state(struct http_conn *c);
 
-static void http_conn_on_timer(evutil_socket_t fd, short what, void *arg)
+static void http_conn_on_timer(void *arg)
 {
 	struct http_conn *c = arg;
 	c->in_cb++;
@@ -553,18 +552,17 @@ void http_server_accept(evutil_socket_t fd, const struct sockaddr *sa, int salen
 	}
 	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, http_conn_on_readable, c);
-	c->timer = evtimer_new(s->base, http_conn_on_timer, c);
+	int tm = deadline_init(&c->timer, s->base, http_conn_on_timer, c);
 	c->resume_ev = event_new(s->base, -1, 0, http_conn_on_resume, c);
 	c->drain_ev = event_new(s->base, -1, 0, http_conn_on_drain, c);
-	if (!c->bev || !c->rev || !c->timer || !c->resume_ev || !c->drain_ev) {
+	if (!c->bev || !c->rev || tm != 0 || !c->resume_ev || !c->drain_ev) {
 		if (c->rev)
 			event_free(c->rev);
 		if (c->bev)
 			bufferevent_free(c->bev);
 		else
 			evutil_closesocket(fd);
-		if (c->timer)
-			event_free(c->timer);
+		deadline_fini(&c->timer);
 		if (c->resume_ev)
 			event_free(c->resume_ev);
 		if (c->drain_ev)

@@ -62,7 +62,7 @@ static int http_conn_head_complete(struct http_conn *c, int method, unsigned htt
 	http_head_request_id(s, r);
 	c->keep_alive = keep_alive && !s->draining;
 	c->state = HTTP_CONN_ACTIVE;
-	evtimer_del(c->timer);
+	deadline_clear(&c->timer);
 	if (r->content_length != 0)
 		http_conn_arm_timer(c, s->lim.idle_timeout_ms);
 
@@ -151,7 +151,7 @@ static int http_on_message_complete(http_parser *p)
 	struct http_request *r = c->req;
 	r->body_done = true;
 	if (r->content_length != 0)
-		evtimer_del(c->timer);
+		deadline_clear(&c->timer);
 	/* no further request is parsed until this one is answered */
 	c->parse_blocked = true;
 	http_parser_pause(p, 1);
