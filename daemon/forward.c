@@ -2,6 +2,7 @@
  * head through the token, the upstream request and the streamed bodies to the end, with every
  * callback of the three parties (HTTP server, credentials, upstream client) landing here. */
 #include "forward.h"
+#include "forward_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,57 +27,6 @@
 #define FORWARD_RESP_HIGH_WATER (256 * 1024)
 
 struct forward_req;
-
-/* A route's metric series: routes are the plugins' literals, a handful per plugin. */
-#define FORWARD_ROUTE_CACHE 16
-struct forward_series {
-	const char *route;
-	struct metric_series *upstream, *requests[6]; /* requests by forward_status_class */
-};
-
-struct forward {
-	struct core *core;
-	struct forward_spec spec;
-	const struct forward_conf *conf;
-	struct log_src log;
-	char *endpoint;   /* without trailing '/' */
-	char *scopes;     /* space separated; "" = credentials.scopes */
-	char *public_url; /* without trailing '/', or NULL */
-	char **prefixes;
-	size_t nprefixes;
-	struct forward_req *reqs; /* in flight */
-	size_t nreqs;
-	size_t nwaiting; /* requests waiting for a token (see forward_on_request) */
-	void (*drain_done)(void *arg);
-	void *drain_arg;
-	struct metric *m_requests, *m_upstream, *m_errors;
-	struct forward_series routes[FORWARD_ROUTE_CACHE]; /* series per route, looked up once */
-	size_t nroutes;
-	struct metric_series *m_bytes_in, *m_bytes_out, *m_token_waits, *m_token_failures;
-	struct forward_req *spare; /* finished requests kept for reuse with their buffers */
-	size_t nspare;
-};
-
-struct forward_req {
-	struct forward *f;
-	struct forward_req *prev, *next; /* f->reqs while not finished */
-	struct log_src log;
-	struct http_request *r;     /* the app's request; NULL once answered or gone */
-	struct http_client_req *up; /* NULL before start and after on_done */
-	struct credentials_wait *wait;
-	char *url, *scopes, *token; /* token: a copy while the request may need to invalidate it */
-	char *token_buf; /* token points here when set */
-	size_t url_cap, scopes_cap, token_cap; /* the buffers' sizes (kept with a spare) */
-	bool no_spare; /* finished while its forward went: freed, not kept */
-	char method[16];
-	char path[160]; /* for log lines: path only, never the query (upload ids, signatures) */
-	struct forward_call call;
-	bool has_body, body_done, resp_paused, resp_started, finished;
-	int busy; /* callbacks on the stack: freeing waits for 0 */
-	int status;
-	struct timespec t0, t_up;
-	uint64_t bytes_in, bytes_out;
-};
 
 static double forward_elapsed(const struct timespec *since)
 {
@@ -110,89 +60,6 @@ static struct forward_series *forward_series_for(struct forward *f, const char *
 }
 
 /* --- request lifetime --- */
-
-/* Finished requests kept for reuse, with their url, scopes and token buffers: a forwarded
- * request then costs no allocation of this module's own. None under AddressSanitizer: a reused
- * struct would hide a use after free from it. */
-#define FORWARD_SPARE_REQS 64
-static size_t forward_spare_keep(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-	return 0;
-#else
-	return FORWARD_SPARE_REQS;
-#endif
-}
-
-static void forward_req_release(struct forward_req *fr)
-{
-	if (fr->token_buf)
-		explicit_bzero(fr->token_buf, fr->token_cap); /* never left readable */
-	free(fr->token_buf);
-	free(fr->url);
-	free(fr->scopes);
-	free(fr);
-}
-
-static void forward_req_free(struct forward_req *fr)
-{
-	struct forward *f = fr->f;
-	if (fr->no_spare || f->nspare >= forward_spare_keep()) {
-		forward_req_release(fr);
-		return;
-	}
-	if (fr->token_buf)
-		explicit_bzero(fr->token_buf, fr->token_cap);
-	char *url = fr->url, *scopes = fr->scopes, *token_buf = fr->token_buf;
-	size_t url_cap = fr->url_cap, scopes_cap = fr->scopes_cap, token_cap = fr->token_cap;
-	memset(fr, 0, sizeof(*fr)); /* (token: NULL, no request's) */
-	fr->url = url, fr->url_cap = url_cap;
-	fr->scopes = scopes, fr->scopes_cap = scopes_cap;
-	fr->token_buf = token_buf, fr->token_cap = token_cap;
-	fr->next = f->spare;
-	f->spare = fr;
-	f->nspare++;
-}
-
-/* A request struct, spare or new, zeroed but for its kept buffers. */
-static struct forward_req *forward_req_new(struct forward *f)
-{
-	struct forward_req *fr = f->spare;
-	if (fr) {
-		f->spare = fr->next;
-		f->nspare--;
-		fr->next = NULL;
-		return fr;
-	}
-	return calloc(1, sizeof(*fr));
-}
-
-/* *buf holds at least `need` bytes (its size in *cap; what it held is wiped, not copied). */
-static char *forward_buf_fit(char **buf, size_t *cap, size_t need)
-{
-	if (*buf && *cap >= need)
-		return *buf;
-	size_t c = need < 64 ? 64 : need;
-	char *b = malloc(c);
-	if (!b)
-		return NULL;
-	if (*buf)
-		explicit_bzero(*buf, *cap);
-	free(*buf);
-	*buf = b;
-	*cap = c;
-	return b;
-}
-
-/* Copies n bytes and a NUL into *buf, grown to fit. */
-static char *forward_buf_set(char **buf, size_t *cap, const char *src, size_t n)
-{
-	if (!forward_buf_fit(buf, cap, n + 1))
-		return NULL;
-	memcpy(*buf, src, n);
-	(*buf)[n] = '\0';
-	return *buf;
-}
 
 static void forward_enter(struct forward_req *fr)
 {
@@ -511,7 +378,7 @@ static void forward_req_start(struct forward_req *fr, const char *token)
 		if (auth != small)
 			free(auth);
 		/* to invalidate it after a 401; never logged (out of memory: no invalidation) */
-		fr->token = forward_buf_set(&fr->token_buf, &fr->token_cap, token, tlen);
+		fr->token = forward_req_buf_set(&fr->token_buf, &fr->token_cap, token, tlen);
 	}
 	if (fr->has_body)
 		http_client_req_body_stream(up, http_request_content_length(r));
@@ -613,7 +480,7 @@ static void forward_on_request(struct http_request *r, void *arg)
 	}
 	const char *q = http_request_query(r), *path = http_request_path(r);
 	size_t elen = strlen(f->endpoint), plen = strlen(path), qlen = strlen(q);
-	char *u = forward_buf_fit(&fr->url, &fr->url_cap, elen + plen + qlen + 2);
+	char *u = forward_req_buf_fit(&fr->url, &fr->url_cap, elen + plen + qlen + 2);
 	if (u) {
 		memcpy(u, f->endpoint, elen), u += elen;
 		memcpy(u, path, plen), u += plen;
@@ -621,7 +488,7 @@ static void forward_on_request(struct http_request *r, void *arg)
 			*u++ = '?', memcpy(u, q, qlen), u += qlen;
 		*u = '\0';
 	}
-	if (!u || !forward_buf_set(&fr->scopes, &fr->scopes_cap, f->scopes, strlen(f->scopes))) {
+	if (!u || !forward_req_buf_set(&fr->scopes, &fr->scopes_cap, f->scopes, strlen(f->scopes))) {
 		forward_req_error(fr, 500, "internal", "out of memory");
 		goto out;
 	}
