@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Instructions tetherd spends per forwarded request (deterministic, unlike wall clock on a shared
-# machine): tetherd runs under callgrind in front of a local nginx upstream serving the small
-# JSON listing of bench/http.sh, and ab sends a fixed number of keep-alive requests twice (N1,
-# then N2). The difference of the two runs' instruction totals divided by N2-N1 is the cost of
-# one request, with startup, warm-up and shutdown cancelled out. Not run in CI; needs valgrind,
-# nginx and ab (apt-get install valgrind nginx-light apache2-utils).
+# Instructions each proxy spends per forwarded request (deterministic, unlike wall clock on a
+# shared machine): tetherd, then nginx `proxy_pass` configured as in bench/http.sh (one process,
+# upstream keep-alive, the bearer token set), each under callgrind with its cache simulator in
+# front of the same local nginx upstream serving bench/http.sh's small JSON listing, while ab
+# sends a fixed number of keep-alive requests twice (N1, then N2). The difference of the two
+# runs' totals divided by N2-N1 is the cost of one request, with startup, warm-up and shutdown
+# cancelled out: instructions (Ir), first-level instruction cache misses (I1mr) and data cache
+# read and write misses (D1mr, D1mw), for each proxy and as tether/nginx ratios. The kernel's
+# share (most of either proxy's CPU time) is not counted here; bench/http.sh measures it.
+# Not run in CI; needs valgrind, nginx and ab (apt-get install valgrind nginx-light apache2-utils).
 # Usage: [BUILD=build] bench/http_cost.sh [N1] [N2] [concurrency]   (default 500 2500 10)
 # With KEEP=dir the callgrind.out files are kept there for callgrind_annotate.
 set -euo pipefail
@@ -41,7 +45,42 @@ NGINX
 nginx -c "$tmp/upstream.conf" -p "$tmp" &
 sleep 0.3
 
-measure() { # requests -> instructions of the whole tetherd run
+# The peer: nginx proxy_pass as in bench/http.sh, in the foreground as one process for valgrind.
+NP=$(port)
+cat > "$tmp/proxy.conf" <<NGINX
+worker_processes 1;
+master_process off;
+daemon off;
+pid $tmp/proxy.pid;
+error_log $tmp/proxy.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $tmp;
+  proxy_temp_path $tmp;
+  upstream up { server 127.0.0.1:$UP; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NP;
+    keepalive_requests 100000;
+    location / { proxy_pass http://up; proxy_http_version 1.1;
+      proxy_set_header Connection ''; proxy_set_header Authorization 'Bearer bench-token';
+      proxy_request_buffering off; proxy_buffering off; }
+  }
+}
+NGINX
+
+# the callgrind totals "Ir I1mr D1mr D1mw" of a finished run
+totals() { awk '/^events:/ {for (i = 2; i <= NF; i++) col[$i] = i - 1}
+  /^summary:|^totals:/ {print $(col["Ir"]+1), $(col["I1mr"]+1), $(col["D1mr"]+1), $(col["D1mw"]+1); exit}' "$1"; }
+
+load() { # url requests file
+  ab -q -k -n "$2" -c "$CONC" "$1" >"$3" 2>&1
+  if ! grep -q "^Failed requests: *0$" "$3" || grep -q "^Non-2xx" "$3"; then
+    cat "$3" >&2; exit 1
+  fi
+}
+
+measure_tether() { # requests -> the callgrind totals of the whole tetherd run
   local n=$1 tp ta
   tp=$(port); ta=$(port)
   cat > "$tmp/tether.yaml" <<YAML
@@ -52,18 +91,40 @@ credentials: {source: static, static_token_env: BENCH_TOKEN}
 upstream: {max_host_connections: 0}
 storage: {endpoint: "http://127.0.0.1:$UP"}
 YAML
-  BENCH_TOKEN=bench-token valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$n" \
-    "$BUILD/tetherd" -c "$tmp/tether.yaml" 2>"$tmp/vg.$n" &
+  BENCH_TOKEN=bench-token valgrind --tool=callgrind --cache-sim=yes --callgrind-out-file="$tmp/cg.tether.$n" \
+    "$BUILD/tetherd" -c "$tmp/tether.yaml" 2>"$tmp/vg.tether.$n" &
   local pid=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$ta/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
-  ab -q -k -n "$n" -c "$CONC" "http://127.0.0.1:$tp/storage/v1/b/bench/o" >"$tmp/ab.$n" 2>&1
-  if ! grep -q "^Failed requests: *0$" "$tmp/ab.$n" || grep -q "^Non-2xx" "$tmp/ab.$n"; then
-    cat "$tmp/ab.$n" >&2; exit 1
-  fi
+  load "http://127.0.0.1:$tp/storage/v1/b/bench/o" "$n" "$tmp/ab.tether.$n"
   kill -TERM "$pid"; wait "$pid" || true
-  awk '/^summary:|^totals:/ {print $2; exit}' "$tmp/cg.$n"
-  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$tmp/cg.$n" "$KEEP/callgrind.out.$n"; fi
+  totals "$tmp/cg.tether.$n"
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$tmp/cg.tether.$n" "$KEEP/callgrind.out.tether.$n"; fi
 }
-i1=$(measure "$N1")
-i2=$(measure "$N2")
-python3 -c "print(f'ab -k -c$CONC: {($i2-$i1)/($N2-$N1):,.0f} instructions per forwarded request (tetherd, callgrind; runs of $N1 and $N2 requests: {$i1:,} / {$i2:,})')"
+
+measure_nginx() { # requests -> the callgrind totals of the whole nginx run
+  local n=$1
+  valgrind --tool=callgrind --cache-sim=yes --callgrind-out-file="$tmp/cg.nginx.$n" \
+    nginx -c "$tmp/proxy.conf" -p "$tmp" 2>"$tmp/vg.nginx.$n" &
+  local pid=$!
+  for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$NP/storage/v1/b/bench/o" 2>/dev/null && break; sleep 0.2; done
+  load "http://127.0.0.1:$NP/storage/v1/b/bench/o" "$n" "$tmp/ab.nginx.$n"
+  kill -QUIT "$pid"; wait "$pid" || true # (QUIT: a graceful exit, so callgrind writes its file)
+  totals "$tmp/cg.nginx.$n"
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$tmp/cg.nginx.$n" "$KEEP/callgrind.out.nginx.$n"; fi
+}
+
+t1=$(measure_tether "$N1"); t2=$(measure_tether "$N2")
+n1=$(measure_nginx "$N1"); n2=$(measure_nginx "$N2")
+python3 - "$N1" "$N2" "$CONC" "$t1" "$t2" "$n1" "$n2" <<'PY'
+import sys
+n1, n2, conc = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+t1, t2, g1, g2 = ([int(x) for x in a.split()] for a in sys.argv[4:8])
+per = lambda a, b: [(y - x) / (n2 - n1) for x, y in zip(a, b)]
+t, g = per(t1, t2), per(g1, g2)
+print(f"ab -k -c{conc}, runs of {n1} and {n2} requests, per forwarded request (callgrind, user space only):")
+print(f"{'':8} {'Ir':>9} {'I1mr':>7} {'D1mr':>7} {'D1mw':>7}")
+for name, v in (("tetherd", t), ("nginx", g)):
+    print(f"{name:8} {v[0]:9,.0f} {v[1]:7,.0f} {v[2]:7,.0f} {v[3]:7,.0f}")
+print(f"{'ratio':8} " + " ".join(f"{a / b if b else float('nan'):{w}.2f}" for a, b, w in zip(t, g, (9, 7, 7, 7))))
+print(f"ab -k -c{conc}: {t[0]:,.0f} instructions per forwarded request (tetherd, callgrind; runs of {n1} and {n2} requests: {t1[0]:,} / {t2[0]:,})")
+PY
