@@ -97,6 +97,7 @@ struct http_request {
 	char *rh; /* the handler's response headers, "Name: value\r\n" each (kept for the next request) */
 	size_t rh_len, rh_cap;
 	bool resp_started, resp_ended, resp_chunked;
+	bool resp_date; /* the handler gave a Date (a forwarded upstream's): tether adds none */
 	int64_t resp_length;
 	uint64_t resp_written;
 	bool in_handler;

@@ -178,10 +178,10 @@ static bool http_hop_by_hop(const char *name)
 		const char *s;
 		size_t n;
 	} hop[] = { { "Connection", 10 },	 { "Keep-Alive", 10 }, { "Transfer-Encoding", 17 }, { "TE", 2 },
-		    { "Trailer", 7 },		 { "Upgrade", 7 },	{ "Proxy-Connection", 16 },  { "Date", 4 },
+		    { "Trailer", 7 },		 { "Upgrade", 7 },	{ "Proxy-Connection", 16 },
 		    { "X-Request-Id", 12 }, { "Content-Length", 14 } };
 	char c0 = (char)(name[0] | 0x20); /* the initials above: most names fail this one test */
-	if (c0 != 'c' && c0 != 'k' && c0 != 't' && c0 != 'u' && c0 != 'p' && c0 != 'd' && c0 != 'x')
+	if (c0 != 'c' && c0 != 'k' && c0 != 't' && c0 != 'u' && c0 != 'p' && c0 != 'x')
 		return false;
 	size_t nlen = strlen(name);
 	for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
@@ -198,6 +198,13 @@ void http_response_header(struct http_request *r, const char *name, const char *
 	size_t nlen = strcspn(name, "\r\n:"), vlen = strcspn(value, "\r\n");
 	if (name[nlen] || value[vlen])
 		return;
+	/* A forwarded response keeps its origin's Date (RFC 9110 6.6.1: a recipient adds one only
+	 * when there is none); one Date at most. */
+	if (nlen == 4 && strncasecmp(name, "Date", 4) == 0) {
+		if (r->resp_date || !vlen)
+			return;
+		r->resp_date = true;
+	}
 	size_t need = r->rh_len + nlen + vlen + 4;
 	if (need > r->rh_cap) {
 		size_t cap = r->rh_cap ? r->rh_cap : 512;
@@ -271,8 +278,10 @@ void http_response_begin(struct http_request *r, int status, int64_t content_len
 	head[n++] = (char)('0' + status % 10);
 	head[n++] = ' ';
 	memcpy(head + n, reason, rlen), n += rlen;
-	memcpy(head + n, "\r\nDate: ", 8), n += 8;
-	memcpy(head + n, date, dlen), n += dlen;
+	if (!r->resp_date) {
+		memcpy(head + n, "\r\nDate: ", 8), n += 8;
+		memcpy(head + n, date, dlen), n += dlen;
+	}
 	memcpy(head + n, "\r\nX-Request-Id: ", 16), n += 16;
 	memcpy(head + n, r->id, ilen), n += ilen; /* id: at most 131 bytes */
 	memcpy(head + n, "\r\n", 2), n += 2;

@@ -8,6 +8,7 @@ Control endpoints (no auth, never recorded):
   POST /_fake/config   JSON, merged into the config:
       require_auth: bool (default true)    tokens: [accepted bearer tokens] or null (any)
       delay: seconds before every answer   resumable_granularity: bytes (0 = keep all)
+      clock_skew: seconds added to the clock its Date headers show (a server whose clock is off)
       faults: [rule, ...] appended         clear_faults: true
     A fault rule matches requests by "method" and "path" (substring of the raw path with its
     query); "after": let M matches through first; "times": N (default 1) or "forever": true.
@@ -36,7 +37,7 @@ from fake_http import Dropped, FakeHandler, FakeServer, parse_args, serve  # noq
 from gcs_store import GcsError, Store  # noqa: E402
 
 DEFAULT_CONFIG = {"require_auth": True, "tokens": None, "delay": 0,
-                  "resumable_granularity": 0}
+                  "resumable_granularity": 0, "clock_skew": 0}
 
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
                 404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED", 409: "ALREADY_EXISTS",
@@ -117,6 +118,11 @@ class GcsServer(FakeServer):
 
 
 class GcsHandler(FakeHandler):
+    def date_time_string(self, timestamp=None):
+        if timestamp is None:
+            timestamp = time.time() + (self.server.config.get("clock_skew") or 0)
+        return super().date_time_string(timestamp)
+
     server_version = "tether-gcs-fake/1"
 
     def do_GET(self):

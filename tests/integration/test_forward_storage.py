@@ -9,6 +9,7 @@ connection, 1 GiB each way in bounded memory, and tether's own errors in Google'
 The 1 GiB test runs by default (about 20 s here); TETHER_SKIP_1GIB=1 skips it."""
 import asyncio
 import base64
+import email.utils
 import hashlib
 import json
 import os
@@ -186,6 +187,19 @@ def test_headers_hop_by_hop_request_id_and_auth_strip(fw, gcs_fake, metadata_fak
     head = c.recv(65536).decode()
     c.close()
     assert head.startswith("HTTP/1.1 200") and re.search(r"(?im)^content-length: 5\r$", head), head
+    # The origin's Date passes (RFC 9110 6.6.1: a proxy adds one only when there is none), once,
+    # even from a server whose clock is three days off; tether's own answers carry its clock.
+    gcs_fake.configure(clock_skew=-3 * 86400)
+    c = socket.create_connection(("127.0.0.1", t.http_port), timeout=10)
+    c.sendall(f"GET /storage/v1/b/{BUCKET}/o/h.txt HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    head = c.recv(65536).decode(errors="replace").split("\r\n\r\n")[0]
+    c.close()
+    dates = re.findall(r"(?im)^date: (.*)$", head)
+    assert len(dates) == 1, head
+    skewed = email.utils.parsedate_to_datetime(dates[0]).timestamp()
+    assert abs(skewed - (time.time() - 3 * 86400)) < 120, head
+    status, h, _ = req(t, "GET", "/no/such/route")  # tether's own 404
+    assert status == 404 and abs(email.utils.parsedate_to_datetime(h["date"]).timestamp() - time.time()) < 120
 
 
 def test_auth_header_pass_and_reject(fw, gcs_fake, metadata_fake):
