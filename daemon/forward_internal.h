@@ -53,10 +53,10 @@ struct forward_req {
 	struct http_request *r;     /* the app's request; NULL once answered or gone */
 	struct http_client_req *up; /* NULL before start and after on_done */
 	struct credentials_wait *wait;
-	char *url, *scopes, *token; /* token: a copy while the request may need to invalidate it */
-	char *token_buf; /* token points here when set */
+	char *url, *scopes, *token;            /* token: a copy while the request may need to invalidate it */
+	char *token_buf;                       /* token points here when set */
 	size_t url_cap, scopes_cap, token_cap; /* the buffers' sizes (kept with a spare) */
-	bool no_spare; /* finished while its forward went: freed, not kept */
+	bool no_spare;                         /* finished while its forward went: freed, not kept */
 	char method[16];
 	char path[160]; /* for log lines: path only, never the query (upload ids, signatures) */
 	struct forward_call call;

@@ -177,9 +177,9 @@ static bool http_hop_by_hop(const char *name)
 	static const struct {
 		const char *s;
 		size_t n;
-	} hop[] = { { "Connection", 10 },	 { "Keep-Alive", 10 }, { "Transfer-Encoding", 17 }, { "TE", 2 },
-		    { "Trailer", 7 },		 { "Upgrade", 7 },	{ "Proxy-Connection", 16 },
-		    { "X-Request-Id", 12 }, { "Content-Length", 14 } };
+	} hop[] = { { "Connection", 10 },    { "Keep-Alive", 10 }, { "Transfer-Encoding", 17 }, { "TE", 2 },
+		    { "Trailer", 7 },        { "Upgrade", 7 },     { "Proxy-Connection", 16 },  { "X-Request-Id", 12 },
+		    { "Content-Length", 14 } };
 	char c0 = (char)(name[0] | 0x20); /* the initials above: most names fail this one test */
 	if (c0 != 'c' && c0 != 'k' && c0 != 't' && c0 != 'u' && c0 != 'p' && c0 != 'x')
 		return false;
