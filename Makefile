@@ -108,7 +108,7 @@ stop:
 # BASE=<commit>` checks a branch's changes.
 BASE ?= HEAD
 format:
-	@git clang-format --quiet --extensions c,h $(BASE) >/dev/null || true
+	@git clang-format --force --quiet --extensions c,h $(BASE) >/dev/null || true
 	@git clang-format --diff --extensions c,h $(BASE) | grep -q '^diff --git' \
 	  && { echo "format: clang-format failed on some lines" >&2; exit 1; } || true
 format-check:
