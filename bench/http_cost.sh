@@ -25,49 +25,40 @@ tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$tmp"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(port)
-cat > "$tmp/upstream.conf" <<NGINX
+nginx_conf() { # file port server-block-body [http-block-extra] [main-extra]
+  cat > "$1" <<NGINX
 worker_processes 1;
 daemon off;
-pid $tmp/upstream.pid;
-error_log $tmp/upstream.err;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $tmp;
-  server {
-    listen 127.0.0.1:$UP;
-    keepalive_requests 100000;
-    location = /storage/v1/b/bench/o { default_type application/json;
-      return 200 '{"kind":"storage#objects","items":[{"name":"a","size":"1"}]}\n'; }
-  }
-}
-NGINX
-nginx -c "$tmp/upstream.conf" -p "$tmp" &
-sleep 0.3
-
-# The peer: nginx proxy_pass as in bench/http.sh, in the foreground as one process for valgrind.
-NP=$(port)
-cat > "$tmp/proxy.conf" <<NGINX
-worker_processes 1;
-master_process off;
-daemon off;
-pid $tmp/proxy.pid;
-error_log $tmp/proxy.err;
+${5:-}
+pid $1.pid;
+error_log $1.err;
 events { worker_connections 4096; }
 http {
   access_log off;
   client_body_temp_path $tmp;
   proxy_temp_path $tmp;
-  upstream up { server 127.0.0.1:$UP; keepalive 64; }
+  ${4:-}
   server {
-    listen 127.0.0.1:$NP;
+    listen 127.0.0.1:$2;
     keepalive_requests 100000;
-    location / { proxy_pass http://up; proxy_http_version 1.1;
-      proxy_set_header Connection ''; proxy_set_header Authorization 'Bearer bench-token';
-      proxy_request_buffering off; proxy_buffering off; }
+$3
   }
 }
 NGINX
+}
+nginx_conf "$tmp/upstream.conf" "$UP" "
+    location = /storage/v1/b/bench/o { default_type application/json;
+      return 200 '{\"kind\":\"storage#objects\",\"items\":[{\"name\":\"a\",\"size\":\"1\"}]}\n'; }"
+nginx -c "$tmp/upstream.conf" -p "$tmp" &
+sleep 0.3
+
+# The peer: nginx proxy_pass as in bench/http.sh, in the foreground as one process for valgrind.
+NP=$(port)
+nginx_conf "$tmp/proxy.conf" "$NP" "
+    location / { proxy_pass http://up; proxy_http_version 1.1;
+      proxy_set_header Connection ''; proxy_set_header Authorization 'Bearer bench-token';
+      proxy_request_buffering off; proxy_buffering off; }" \
+  "upstream up { server 127.0.0.1:$UP; keepalive 64; }" "master_process off;"
 
 # the callgrind totals "Ir I1mr D1mr D1mw" of a finished run
 totals() { awk '/^events:/ {for (i = 2; i <= NF; i++) col[$i] = i - 1}
