@@ -26,8 +26,6 @@
 /* Response bytes queued to a slow client before the upstream transfer is paused. */
 #define FORWARD_RESP_HIGH_WATER (256 * 1024)
 
-struct forward_req;
-
 static double forward_elapsed(const struct timespec *since)
 {
 	struct timespec now;
