@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import pwd
+import random
 import re
 import select
 import shutil
@@ -44,15 +45,35 @@ def tail(path, lines=40):
 _handed_out = set()
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port():
-    """A TCP port free on 127.0.0.1 now, never the same one twice in this run."""
-    for _ in range(100):
+    """A TCP port free on 127.0.0.1 now, never the same one twice in this run, and outside the
+    kernel's ephemeral range, so no outgoing connection (tetherd's to PostgreSQL, a client's)
+    can be given it between this call and the bind of whoever asked for it."""
+    lo, hi = _ephemeral_range()
+    candidates = [p for p in range(10000, 65535) if not lo <= p <= hi]
+    if not candidates:
+        candidates = list(range(10000, 65535))
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.choice(candidates)
+        if port in _handed_out:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     raise RuntimeError("no free port found")
 
 

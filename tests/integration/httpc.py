@@ -4,6 +4,8 @@ import http.client
 import json
 import socket
 
+from harness import free_port  # noqa: F401  (one helper for the whole run: ports never repeat)
+
 
 class UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path, timeout=10):
@@ -60,10 +62,3 @@ def read_response(sock):
     body = r.read()
     return r.status, {k.lower(): v for k, v in r.getheaders()}, body
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
