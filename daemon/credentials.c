@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "http_client.h"
+#include "loopclock.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -84,9 +85,7 @@ static const struct log_src cred_log = { "credentials", 0 };
 
 static int64_t cred_now(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return loopclock_now_ms();
 }
 
 static double cred_rand(void)

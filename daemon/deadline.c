@@ -4,13 +4,11 @@
  * where it was and, when it fires before the deadline, is armed once more for the rest. */
 #include "deadline.h"
 
-#include <time.h>
+#include "loopclock.h"
 
 int64_t deadline_now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return loopclock_now_ms();
 }
 
 static void deadline_arm(struct deadline *d, int64_t now)

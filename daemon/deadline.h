@@ -17,7 +17,8 @@ struct deadline {
 	void *arg;
 };
 
-/* Monotonic milliseconds (CLOCK_MONOTONIC), the clock every deadline is on. */
+/* Monotonic milliseconds (loopclock.h: CLOCK_MONOTONIC as of this pass of the loop), the clock
+ * every deadline is on. */
 int64_t deadline_now_ms(void);
 
 /* 0, or -1 when out of memory (d is then all zero, and deadline_fini is harmless on it). */

@@ -18,6 +18,7 @@
 #include "http_internal.h" /* http_conn_close: cutting a response short (see forward_req_cut) */
 #include "http_server.h"
 #include "log.h"
+#include "loopclock.h"
 #include "metrics.h"
 
 /* A header name (of length nlen) against a literal: the length rules out most at once. */
@@ -28,9 +29,21 @@
 
 static double forward_elapsed(const struct timespec *since)
 {
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - since->tv_sec) + (double)(now.tv_nsec - since->tv_nsec) / 1e9;
+	return loopclock_since(since);
+}
+
+/* Content-Length = 1*DIGIT (RFC 9110 8.6), up to 18 digits; -1 for anything else. strtoll took
+ * 0.6 % of a forwarded request's instructions, and let a sign and blanks through. */
+static int64_t forward_content_length(const char *v)
+{
+	int64_t n = 0;
+	size_t i = 0;
+	for (; v[i] >= '0' && v[i] <= '9'; i++) {
+		if (i == 18)
+			return -1;
+		n = n * 10 + (v[i] - '0');
+	}
+	return i && !v[i] ? n : -1;
 }
 
 static const char *const forward_classes[] = { "1xx", "2xx", "3xx", "4xx", "5xx", "aborted" };
@@ -231,9 +244,8 @@ static void forward_up_headers(struct http_client_req *up, int status, void *arg
 		if (forward_hop_by_hop(name, connection) || FORWARD_NAME_IS(name, nlen, "Alt-Svc"))
 			continue;
 		if (FORWARD_NAME_IS(name, nlen, "Content-Length")) {
-			char *end;
-			long long v = strtoll(value, &end, 10);
-			if (!chunked && end != value && *end == '\0' && v >= 0)
+			int64_t v = forward_content_length(value);
+			if (!chunked && v >= 0)
 				len = v;
 			continue;
 		}
@@ -389,7 +401,7 @@ static void forward_req_start(struct forward_req *fr, const char *token)
 		return;
 	}
 	fr->up = up;
-	clock_gettime(CLOCK_MONOTONIC, &fr->t_up);
+	loopclock_now(&fr->t_up);
 	if (fr->has_body) {
 		if (fr->body_done)
 			forward_on_end(r, fr); /* the whole body arrived while the token was awaited */
@@ -449,7 +461,7 @@ static void forward_on_request(struct http_request *r, void *arg)
 	fr->f = f;
 	fr->r = r;
 	fr->log = (struct log_src){ f->spec.name, http_request_conn_id(r) };
-	clock_gettime(CLOCK_MONOTONIC, &fr->t0);
+	loopclock_now(&fr->t0);
 	forward_copy(fr->method, sizeof(fr->method), http_request_method(r));
 	forward_copy(fr->path, sizeof(fr->path), http_request_path(r));
 	fr->next = f->reqs;

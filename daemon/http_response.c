@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/bufferevent.h>
+#include "loopclock.h"
 
 /* --- request lifecycle --- */
 
@@ -470,10 +471,7 @@ void http_server_record(struct http_server *s, struct http_request *r)
 	}
 	metrics_add(hit->series, 1);
 	if (r->start.tv_sec) {
-		struct timespec now;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		metrics_observe(e->duration, (double)(now.tv_sec - r->start.tv_sec) +
-						     (double)(now.tv_nsec - r->start.tv_nsec) / 1e9);
+		metrics_observe(e->duration, loopclock_since(&r->start));
 	}
 }
 

@@ -14,6 +14,7 @@
 #include <event2/event.h>
 
 #include "http_scan.h"
+#include "loopclock.h"
 
 static struct http_request *http_conn_new_request(struct http_conn *c)
 {
@@ -26,7 +27,7 @@ static struct http_request *http_conn_new_request(struct http_conn *c)
 	}
 	http_request_reset(r);
 	r->conn = c;
-	clock_gettime(CLOCK_MONOTONIC, &r->start);
+	loopclock_now(&r->start);
 	return r;
 }
 

@@ -13,6 +13,7 @@
 
 #include "core_conf.h"
 #include "core_internal.h"
+#include "loopclock.h"
 #include "version.h"
 
 static const struct log_src main_log = { "core", 0 };
@@ -191,7 +192,9 @@ int main(int argc, char **argv)
 		log_error(&main_log, "cannot create the event loop");
 		return 1;
 	}
+	loopclock_bind(c.base);
 	int rc = daemon_run(&c);
+	loopclock_bind(NULL);
 	if (c.conf != c.conf_boot)
 		conf_destroy(c.conf);
 	conf_destroy(c.conf_boot);

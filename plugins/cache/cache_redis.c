@@ -14,6 +14,7 @@
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include "loopclock.h"
 
 enum cache_redis_state { CACHE_REDIS_DOWN, CACHE_REDIS_CONNECTING, CACHE_REDIS_READY };
 
@@ -52,9 +53,7 @@ struct cache_redis {
 
 static int64_t cache_redis_now(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return loopclock_now_ms();
 }
 
 static void cache_redis_arm(struct event *ev, int64_t ms)
