@@ -21,42 +21,16 @@ BUILD=${BUILD:-build}
 make -s BUILD="$BUILD" "$BUILD/tetherd"
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$tmp"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(port); TP=$(port); TA=$(port); NP=$(port)
+. bench/http_lib.sh
+UP=$(http_port); TP=$(http_port); TA=$(http_port); NP=$(http_port)
 head -c 1073741824 /dev/zero > "$tmp/big.bin"
 
-nginx_conf() { # file port server-block-body [http-block-extra]
-  cat > "$1" <<NGINX
-worker_processes 1;
-daemon off;
-pid $1.pid;
-error_log $1.err;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  ${4:-}
-  client_body_temp_path $tmp;
-  proxy_temp_path $tmp;
-  server {
-    listen 127.0.0.1:$2;
-    client_max_body_size 0;
-$3
-  }
-}
-NGINX
-}
 # The upstream: a bucket listing (small JSON), a 1 GiB object, and an upload sink.
-nginx_conf "$tmp/upstream.conf" "$UP" "
-    location = /storage/v1/b/bench/o { default_type application/json;
-      return 200 '{\"kind\":\"storage#objects\",\"items\":[{\"name\":\"a\",\"size\":\"1\"}]}\n'; }
+http_nginx_conf "$tmp/upstream.conf" "$UP" "$HTTP_LISTING
     location = /storage/v1/b/bench/o/big.bin { alias $tmp/big.bin; }
     location /upload/ { default_type application/json; return 200 '{\"name\":\"up\"}\n'; }"
 # The peer: nginx proxy_pass to the same upstream, one worker like tether's one loop.
-nginx_conf "$tmp/proxy.conf" "$NP" "
-    location / { proxy_pass http://up; proxy_http_version 1.1;
-      proxy_set_header Connection ''; proxy_set_header Authorization 'Bearer bench-token';
-      proxy_request_buffering off; proxy_buffering off; }" \
-  "upstream up { server 127.0.0.1:$UP; keepalive 64; }"
+http_nginx_proxy "$tmp/proxy.conf" "$NP" "$UP"
 nginx -c "$tmp/upstream.conf" -p "$tmp" &
 nginx -c "$tmp/proxy.conf" -p "$tmp" &
 

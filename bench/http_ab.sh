@@ -21,38 +21,15 @@ done
 [ "$NEW" != build/tetherd ] || make -s build/tetherd
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$tmp"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(port); NP=$(port)
-nginx_conf() {
-  cat > "$1" <<NGINX
-worker_processes 1;
-daemon off;
-pid $1.pid;
-error_log $1.err;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  ${4:-}
-  server {
-    listen 127.0.0.1:$2;
-$3
-  }
-}
-NGINX
-}
-nginx_conf "$tmp/upstream.conf" "$UP" "
-    location = /storage/v1/b/bench/o { default_type application/json;
-      return 200 '{\"kind\":\"storage#objects\",\"items\":[{\"name\":\"a\",\"size\":\"1\"}]}\n'; }"
-nginx_conf "$tmp/proxy.conf" "$NP" "
-    location / { proxy_pass http://up; proxy_http_version 1.1;
-      proxy_set_header Connection ''; proxy_set_header Authorization 'Bearer bench-token';
-      proxy_request_buffering off; proxy_buffering off; }" \
-  "upstream up { server 127.0.0.1:$UP; keepalive 64; }"
+. bench/http_lib.sh
+UP=$(http_port); NP=$(http_port)
+http_nginx_conf "$tmp/upstream.conf" "$UP" "$HTTP_LISTING"
+http_nginx_proxy "$tmp/proxy.conf" "$NP" "$UP"
 nginx -c "$tmp/upstream.conf" -p "$tmp" &
 nginx -c "$tmp/proxy.conf" -p "$tmp" &
 declare -A PORT PID
 for v in old new; do
-  PORT[$v]=$(port); A=$(port)
+  PORT[$v]=$(http_port); A=$(http_port)
   cat > "$tmp/$v.yaml" <<YAML
 admin: {listen: ["tcp://127.0.0.1:$A"]}
 http: {listen: ["tcp://127.0.0.1:${PORT[$v]}"], max_connections: 10000}

@@ -23,42 +23,15 @@ BUILD=${BUILD:-build}
 make -s BUILD="$BUILD" "$BUILD/tetherd"
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$tmp"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(port)
-nginx_conf() { # file port server-block-body [http-block-extra] [main-extra]
-  cat > "$1" <<NGINX
-worker_processes 1;
-daemon off;
-${5:-}
-pid $1.pid;
-error_log $1.err;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $tmp;
-  proxy_temp_path $tmp;
-  ${4:-}
-  server {
-    listen 127.0.0.1:$2;
-    keepalive_requests 100000;
-$3
-  }
-}
-NGINX
-}
-nginx_conf "$tmp/upstream.conf" "$UP" "
-    location = /storage/v1/b/bench/o { default_type application/json;
-      return 200 '{\"kind\":\"storage#objects\",\"items\":[{\"name\":\"a\",\"size\":\"1\"}]}\n'; }"
+. bench/http_lib.sh
+UP=$(http_port)
+http_nginx_conf "$tmp/upstream.conf" "$UP" "$HTTP_LISTING"
 nginx -c "$tmp/upstream.conf" -p "$tmp" &
 sleep 0.3
 
 # The peer: nginx proxy_pass as in bench/http.sh, in the foreground as one process for valgrind.
-NP=$(port)
-nginx_conf "$tmp/proxy.conf" "$NP" "
-    location / { proxy_pass http://up; proxy_http_version 1.1;
-      proxy_set_header Connection ''; proxy_set_header Authorization 'Bearer bench-token';
-      proxy_request_buffering off; proxy_buffering off; }" \
-  "upstream up { server 127.0.0.1:$UP; keepalive 64; }" "master_process off;"
+NP=$(http_port)
+http_nginx_proxy "$tmp/proxy.conf" "$NP" "$UP" "master_process off;"
 
 # the callgrind totals "Ir I1mr D1mr D1mw" of a finished run
 totals() { awk '/^events:/ {for (i = 2; i <= NF; i++) col[$i] = i - 1}
@@ -73,7 +46,7 @@ load() { # url requests file
 
 measure_tether() { # requests -> the callgrind totals of the whole tetherd run
   local n=$1 tp ta
-  tp=$(port); ta=$(port)
+  tp=$(http_port); ta=$(http_port)
   cat > "$tmp/tether.yaml" <<YAML
 admin: {listen: ["tcp://127.0.0.1:$ta"]}
 http: {listen: ["tcp://127.0.0.1:$tp"], max_connections: 10000}

@@ -1,0 +1,46 @@
+# Sourced by bench/http.sh, bench/http_ab.sh and bench/http_cost.sh: the nginx configs the
+# forwarding benches share (one worker, no access log, keep-alive that never runs out in a
+# run), the upstream's small JSON bucket listing, and the peer, nginx proxy_pass to that
+# upstream with upstream keep-alive and the bearer token set, as tether forwards. $tmp must be
+# set (the configs, pid files and nginx's temporary files go there).
+
+# http_port: a free loopback TCP port
+http_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# http_nginx_conf FILE PORT SERVER-BLOCK-BODY [HTTP-BLOCK-EXTRA] [MAIN-EXTRA]
+http_nginx_conf() {
+  cat > "$1" <<NGINX
+worker_processes 1;
+daemon off;
+${5:-}
+pid $1.pid;
+error_log $1.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $tmp;
+  proxy_temp_path $tmp;
+  ${4:-}
+  server {
+    listen 127.0.0.1:$2;
+    client_max_body_size 0;
+    keepalive_requests 1000000;
+$3
+  }
+}
+NGINX
+}
+
+# The upstream's answer to GET /storage/v1/b/bench/o: a one-object listing.
+HTTP_LISTING="
+    location = /storage/v1/b/bench/o { default_type application/json;
+      return 200 '{\"kind\":\"storage#objects\",\"items\":[{\"name\":\"a\",\"size\":\"1\"}]}\n'; }"
+
+# http_nginx_proxy FILE PORT UPSTREAM-PORT [MAIN-EXTRA]: the peer
+http_nginx_proxy() {
+  http_nginx_conf "$1" "$2" "
+    location / { proxy_pass http://up; proxy_http_version 1.1;
+      proxy_set_header Connection ''; proxy_set_header Authorization 'Bearer bench-token';
+      proxy_request_buffering off; proxy_buffering off; }" \
+    "upstream up { server 127.0.0.1:$3; keepalive 64; keepalive_requests 1000000; }" "${4:-}"
+}
