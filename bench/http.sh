@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Measures tether's forwarding (the storage plugin, with token injection) against nginx
 # proxy_pass to the same local upstream in one run: wrk on small JSON answers (requests/s, p99,
-# the ratio), then 1 GiB streamed up and down through tether and directly (throughput) with
-# tetherd's peak RSS. The upstream is a third nginx serving canned JSON and a 1 GiB file. The
-# wrk part runs ROUNDS rounds (default 3), tether first in odd rounds and nginx first in even
-# ones, printing every round and then the medians of req/s, p99 and of the rounds' ratios (on a
-# shared machine one round's ratio moves by +-20 %), and each proxy process's CPU time per request
-# (utime+stime over the wrk run, divided by the requests). Not run in CI; needs wrk and nginx
-# (apt-get install wrk nginx-light).
+# the ratio), then 1 GiB streamed up and down through tether, through nginx and directly
+# (throughput) with tetherd's peak RSS. The upstream is a third nginx serving canned JSON, and
+# for the 1 GiB transfers bench/http_sink.py. The wrk part runs ROUNDS rounds (default 3),
+# tether first in odd rounds and nginx first in even ones, printing every round and then the
+# medians of req/s, p99 and of the rounds' ratios (on a shared machine one round's ratio moves
+# by +-20 %), and each proxy process's CPU time per request (utime+stime over the wrk run,
+# divided by the requests). Not run in CI; needs wrk and nginx (apt-get install wrk
+# nginx-light).
 # Usage: [BUILD=build] [ROUNDS=3] bench/http.sh [seconds] [connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,23 +26,14 @@ trap 'kill $(jobs -p) 2>/dev/null; sleep 0.3; rm -rf "$tmp"' EXIT
 UP=$(http_port); TP=$(http_port); TA=$(http_port); NP=$(http_port)
 head -c 1073741824 /dev/zero > "$tmp/big.bin"
 
-# The upstream: a bucket listing (small JSON), a 1 GiB object, and an upload sink.
-http_nginx_conf "$tmp/upstream.conf" "$UP" "$HTTP_LISTING
-    location = /storage/v1/b/bench/o/big.bin { alias $tmp/big.bin; }
-    location /upload/ { default_type application/json; return 200 '{\"name\":\"up\"}\n'; }"
+# The upstream: a bucket listing (small JSON).
+http_nginx_conf "$tmp/upstream.conf" "$UP" "$HTTP_LISTING"
 # The peer: nginx proxy_pass to the same upstream, one worker like tether's one loop.
 http_nginx_proxy "$tmp/proxy.conf" "$NP" "$UP"
 nginx -c "$tmp/upstream.conf" -p "$tmp" &
 nginx -c "$tmp/proxy.conf" -p "$tmp" &
 
-cat > "$tmp/tether.yaml" <<YAML
-admin: {listen: ["tcp://127.0.0.1:$TA"]}
-http: {listen: ["tcp://127.0.0.1:$TP"], max_connections: 10000}
-log: {level: warn}
-credentials: {source: static, static_token_env: BENCH_TOKEN}
-upstream: {max_host_connections: 0}
-storage: {endpoint: "http://127.0.0.1:$UP"}
-YAML
+http_tether_conf "$tmp/tether.yaml" "$TP" "$TA" "$UP"
 BENCH_TOKEN=bench-token "$BUILD/tetherd" -c "$tmp/tether.yaml" &
 TPID=$!
 sleep 1
@@ -88,17 +80,30 @@ print("median over %d rounds: tether %.0f req/s p99 %.2f ms, nginx %.0f req/s p9
 print("proxy CPU per request (utime+stime of the process, median; less disturbed by other load "
       "than req/s): tetherd %.1f us, nginx %.1f us" % (med(2), med(5)))'
 
-speed() { # label curl-args...
-  local label=$1; shift
-  local bps
-  bps=$(curl -s -o /dev/null -w '%{speed_download} %{speed_upload}' "$@" | awk '{print ($1>$2)?$1:$2}')
-  python3 -c "print(f'{\"$label\":<28} {float($bps)/1048576:8.1f} MiB/s')"
+# 1 GiB each way through tether, through nginx and directly, against bench/http_sink.py (which
+# reads an upload to its last byte before it answers), with a second tetherd whose peak RSS is
+# the transfers' alone.
+SP=$(http_port); TP2=$(http_port); TA2=$(http_port); NP2=$(http_port)
+python3 bench/http_sink.py "$SP" "$tmp/big.bin" &
+http_nginx_proxy "$tmp/proxy2.conf" "$NP2" "$SP"
+nginx -c "$tmp/proxy2.conf" -p "$tmp" &
+http_tether_conf "$tmp/tether2.yaml" "$TP2" "$TA2" "$SP"
+BENCH_TOKEN=bench-token "$BUILD/tetherd" -c "$tmp/tether2.yaml" &
+TPID2=$!
+sleep 1
+transfer() { # port -> "download-MiB/s upload-MiB/s"
+  local d u
+  d=$(curl -sf -o /dev/null -w '%{speed_download}' "http://127.0.0.1:$1/storage/v1/b/bench/o/big.bin")
+  u=$(curl -sf -o /dev/null -w '%{speed_upload}' -X POST -H 'Content-Type: application/octet-stream' \
+    -T "$tmp/big.bin" "http://127.0.0.1:$1/upload/storage/v1/b/bench/o?uploadType=media&name=x")
+  python3 -c "print('%.0f %.0f' % ($d / 1048576, $u / 1048576))"
 }
-echo "1 GiB streamed (curl, loopback):" >&2
-speed "download via tether" "http://127.0.0.1:$TP/storage/v1/b/bench/o/big.bin"
-speed "download direct" "http://127.0.0.1:$UP/storage/v1/b/bench/o/big.bin"
-speed "upload via tether" -X POST -H 'Content-Type: application/octet-stream' -T "$tmp/big.bin" \
-  "http://127.0.0.1:$TP/upload/storage/v1/b/bench/o?uploadType=media&name=x"
-speed "upload direct" -X POST -H 'Content-Type: application/octet-stream' -T "$tmp/big.bin" \
-  "http://127.0.0.1:$UP/upload/storage/v1/b/bench/o?uploadType=media&name=x"
-echo "tetherd peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$TPID/status)"
+echo "1 GiB streamed (curl, loopback), MiB/s, two rounds:" >&2
+for r in 1 2; do
+  for x in "tether $TP2" "nginx $NP2" "direct $SP"; do
+    set -- $x
+    read -r down up < <(transfer "$2")
+    printf '  %-7s download %6s   upload %6s\n' "$1" "$down" "$up"
+  done
+done
+echo "tetherd peak RSS over the transfers: $(awk '/VmHWM/ {print $2, $3}' /proc/$TPID2/status)"

@@ -30,14 +30,7 @@ nginx -c "$tmp/proxy.conf" -p "$tmp" &
 declare -A PORT PID
 for v in old new; do
   PORT[$v]=$(http_port); A=$(http_port)
-  cat > "$tmp/$v.yaml" <<YAML
-admin: {listen: ["tcp://127.0.0.1:$A"]}
-http: {listen: ["tcp://127.0.0.1:${PORT[$v]}"], max_connections: 10000}
-log: {level: warn}
-credentials: {source: static, static_token_env: BENCH_TOKEN}
-upstream: {max_host_connections: 0}
-storage: {endpoint: "http://127.0.0.1:$UP"}
-YAML
+  http_tether_conf "$tmp/$v.yaml" "${PORT[$v]}" "$A" "$UP"
 done
 BENCH_TOKEN=bench-token "$OLD" -c "$tmp/old.yaml" & PID[old]=$!
 BENCH_TOKEN=bench-token "$NEW" -c "$tmp/new.yaml" & PID[new]=$!

@@ -47,14 +47,7 @@ load() { # url requests file
 measure_tether() { # requests -> the callgrind totals of the whole tetherd run
   local n=$1 tp ta
   tp=$(http_port); ta=$(http_port)
-  cat > "$tmp/tether.yaml" <<YAML
-admin: {listen: ["tcp://127.0.0.1:$ta"]}
-http: {listen: ["tcp://127.0.0.1:$tp"], max_connections: 10000}
-log: {level: warn}
-credentials: {source: static, static_token_env: BENCH_TOKEN}
-upstream: {max_host_connections: 0}
-storage: {endpoint: "http://127.0.0.1:$UP"}
-YAML
+  http_tether_conf "$tmp/tether.yaml" "$tp" "$ta" "$UP"
   BENCH_TOKEN=bench-token valgrind --tool=callgrind --cache-sim=yes --callgrind-out-file="$tmp/cg.tether.$n" \
     "$BUILD/tetherd" -c "$tmp/tether.yaml" 2>"$tmp/vg.tether.$n" &
   local pid=$!

@@ -1,8 +1,9 @@
 # Sourced by bench/http.sh, bench/http_ab.sh and bench/http_cost.sh: the nginx configs the
 # forwarding benches share (one worker, no access log, keep-alive that never runs out in a
 # run), the upstream's small JSON bucket listing, and the peer, nginx proxy_pass to that
-# upstream with upstream keep-alive and the bearer token set, as tether forwards. $tmp must be
-# set (the configs, pid files and nginx's temporary files go there).
+# upstream with upstream keep-alive and the bearer token set, as tether forwards; and tetherd's
+# config for the same (the storage plugin, a static token). $tmp must be set (the configs, pid
+# files and nginx's temporary files go there).
 
 # http_port: a free loopback TCP port
 http_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -43,4 +44,17 @@ http_nginx_proxy() {
       proxy_set_header Connection ''; proxy_set_header Authorization 'Bearer bench-token';
       proxy_request_buffering off; proxy_buffering off; }" \
     "upstream up { server 127.0.0.1:$3; keepalive 64; keepalive_requests 1000000; }" "${4:-}"
+}
+
+# http_tether_conf FILE HTTP-PORT ADMIN-PORT UPSTREAM-PORT: tetherd forwarding /storage/v1/... to
+# the upstream with the token in $BENCH_TOKEN
+http_tether_conf() {
+  cat > "$1" <<YAML
+admin: {listen: ["tcp://127.0.0.1:$3"]}
+http: {listen: ["tcp://127.0.0.1:$2"], max_connections: 10000}
+log: {level: warn}
+credentials: {source: static, static_token_env: BENCH_TOKEN}
+upstream: {max_host_connections: 0}
+storage: {endpoint: "http://127.0.0.1:$4"}
+YAML
 }
