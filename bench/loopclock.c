@@ -1,7 +1,8 @@
 /* What a clock reading costs inside a libevent callback: loopclock_now (daemon/loopclock.c, the
  * time of the pass, cached) against clock_gettime(CLOCK_MONOTONIC) (the vDSO), 10 million of
  * each, three times. Not run in CI.
- * Build and run: cc -O2 -Idaemon bench/loopclock.c daemon/loopclock.c -levent -o /tmp/lc && /tmp/lc */
+ * Build and run:
+ *   cc -O2 -Idaemon bench/loopclock.c daemon/loopclock.c -levent -o /tmp/lc && /tmp/lc */
 #include <stdio.h>
 #include <time.h>
 

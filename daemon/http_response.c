@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/bufferevent.h>
+
 #include "loopclock.h"
 
 /* --- request lifecycle --- */

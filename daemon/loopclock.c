@@ -1,8 +1,8 @@
-/* One CLOCK_MONOTONIC read per pass of the event loop, shared by the pass's callbacks (loopclock.h).
- * libevent 2.1 has no hook at the start of a pass, but it already caches the time it woke at
- * for the pass (event_base_gettimeofday_cached, a copy): that cached value changing is the sign
- * of a new pass, and only then is the monotonic clock read again. Outside a pass libevent reads
- * the wall clock afresh on every call, so readings there stay fresh as well. */
+/* One CLOCK_MONOTONIC read per pass of the event loop, shared by the pass's callbacks
+ * (loopclock.h). libevent 2.1 has no hook at the start of a pass, but it already caches the
+ * time it woke at for the pass (event_base_gettimeofday_cached, a copy): that cached value
+ * changing is the sign of a new pass, and only then is the monotonic clock read again. Outside
+ * a pass libevent reads the wall clock afresh on every call, so readings there stay fresh too. */
 #include "loopclock.h"
 
 static struct event_base *loopclock_base;

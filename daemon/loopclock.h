@@ -1,6 +1,6 @@
 /* The daemon's monotonic clock, read once per pass of the event loop: every callback of one pass
  * sees the time the pass began (as nginx's ngx_current_msec), instead of a clock_gettime of its
- * own — a forwarded request asked the clock about a dozen times, 1-2 % of its CPU. */
+ * own: a forwarded request asked the clock about a dozen times (0.3 of its 20 us). */
 #ifndef TETHER_LOOPCLOCK_H
 #define TETHER_LOOPCLOCK_H
 

@@ -14,6 +14,7 @@
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+
 #include "loopclock.h"
 
 enum cache_redis_state { CACHE_REDIS_DOWN, CACHE_REDIS_CONNECTING, CACHE_REDIS_READY };
