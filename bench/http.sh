@@ -38,16 +38,13 @@ BENCH_TOKEN=bench-token "$BUILD/tetherd" -c "$tmp/tether.yaml" &
 TPID=$!
 sleep 1
 
-# CPU time (utime + stime, clock ticks) of a process so far
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
-for _ in $(seq 50); do [ -s "$tmp/proxy.conf.pid" ] && break; sleep 0.1; done
-NGINX_WORKER=$(pgrep -P "$(cat "$tmp/proxy.conf.pid")" | head -1)
+NGINX_WORKER=$(http_nginx_worker "$tmp/proxy.conf")
 run() { # name url pid -> "req/s p99-in-ms cpu-us-per-request" on stdout, a line on stderr
   local out rps p99 n c0 c1 cpu
-  c0=$(ticks "$3")
+  c0=$(http_ticks "$3")
   out=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$2" 2>&1)
-  c1=$(ticks "$3")
+  c1=$(http_ticks "$3")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   n=$(awk '/requests in/ {print $1}' <<<"$out")
   p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) sub(/ms$/,"",v); else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; print v}' <<<"$out")

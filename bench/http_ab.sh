@@ -35,14 +35,12 @@ done
 BENCH_TOKEN=bench-token "$OLD" -c "$tmp/old.yaml" & PID[old]=$!
 BENCH_TOKEN=bench-token "$NEW" -c "$tmp/new.yaml" & PID[new]=$!
 sleep 1
-for _ in $(seq 50); do [ -s "$tmp/proxy.conf.pid" ] && break; sleep 0.1; done
-PID[nginx]=$(pgrep -P "$(cat "$tmp/proxy.conf.pid")" | head -1); PORT[nginx]=$NP
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+PID[nginx]=$(http_nginx_worker "$tmp/proxy.conf"); PORT[nginx]=$NP
 run() {
   local c0 c1 out n rps
-  c0=$(ticks ${PID[$1]})
+  c0=$(http_ticks "${PID[$1]}")
   out=$(wrk -t1 -c50 -d${DUR}s "http://127.0.0.1:${PORT[$1]}/storage/v1/b/bench/o" 2>&1)
-  c1=$(ticks ${PID[$1]})
+  c1=$(http_ticks "${PID[$1]}")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out"); n=$(awk '/requests in/ {print $1}' <<<"$out")
   python3 -c "print('$1 %.0f %.2f' % ($rps, ($c1-$c0)*1e6/$(getconf CLK_TCK)/$n))"
 }

@@ -58,3 +58,12 @@ upstream: {max_host_connections: 0}
 storage: {endpoint: "http://127.0.0.1:$4"}
 YAML
 }
+
+# http_ticks PID: the CPU time (utime + stime, in clock ticks) of a process so far
+http_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# http_nginx_worker CONF: the pid of the one worker of the nginx started with CONF
+http_nginx_worker() {
+  for _ in $(seq 50); do [ -s "$1.pid" ] && break; sleep 0.1; done
+  pgrep -P "$(cat "$1.pid")" | head -1
+}

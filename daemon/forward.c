@@ -27,11 +27,6 @@
 /* Response bytes queued to a slow client before the upstream transfer is paused. */
 #define FORWARD_RESP_HIGH_WATER (256 * 1024)
 
-static double forward_elapsed(const struct timespec *since)
-{
-	return loopclock_since(since);
-}
-
 /* Content-Length = 1*DIGIT (RFC 9110 8.6), up to 18 digits; -1 for anything else. strtoll took
  * 0.6 % of a forwarded request's instructions, and let a sign and blanks through. */
 static int64_t forward_content_length(const char *v)
@@ -108,7 +103,7 @@ static void forward_req_finish(struct forward_req *fr, int status)
 	metrics_add(f->m_bytes_in, (double)fr->bytes_in);
 	metrics_add(f->m_bytes_out, (double)fr->bytes_out);
 	log_debug(&fr->log, "%s %s -> %d in %.3f s (%llu bytes in, %llu out)", fr->method, fr->path, status,
-		  forward_elapsed(&fr->t0), (unsigned long long)fr->bytes_in, (unsigned long long)fr->bytes_out);
+		  loopclock_since(&fr->t0), (unsigned long long)fr->bytes_in, (unsigned long long)fr->bytes_out);
 	if (fr->prev)
 		fr->prev->next = fr->next;
 	else
@@ -227,7 +222,7 @@ static void forward_up_headers(struct http_client_req *up, int status, void *arg
 	forward_enter(fr);
 	fr->status = status;
 	struct forward_series *fs = forward_series_for(f, fr->call.route);
-	metrics_observe(fs ? fs->upstream : metrics_series(f->m_upstream, fr->call.route), forward_elapsed(&fr->t_up));
+	metrics_observe(fs ? fs->upstream : metrics_series(f->m_upstream, fr->call.route), loopclock_since(&fr->t_up));
 	if (status == 401 && fr->token)
 		credentials_invalidate(core_credentials(f->core), fr->scopes, fr->token);
 	struct http_request *r = fr->r;
